@@ -1,0 +1,44 @@
+# Starling front door. `make run` and `make test` do all the set-up on a
+# fresh Debian 12 machine (installing build dependencies when run as root).
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+MESON_FLAGS ?= --buildtype=debugoptimized
+
+.PHONY: all build run test unit integration test-asan deps test-deps clean bench fuzz install
+
+all: build
+
+deps:
+	@sh tools/deps.sh build
+
+test-deps:
+	@sh tools/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/starling run $(ARGS)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+test: test-deps $(BUILD)/build.ninja $(ASAN_BUILD)/build.ninja
+	ninja -C $(BUILD)
+	ninja -C $(ASAN_BUILD)
+	sh tools/run-tests.sh $(BUILD) $(ASAN_BUILD)
+
+unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+integration: build
+	STARLING_BIN=$(BUILD)/starling /usr/bin/python3 -m pytest -q tests/integration
+
+install: build
+	meson install -C $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

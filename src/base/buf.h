@@ -1,0 +1,36 @@
+/* Bounded growable byte buffer. Every buffer has a maximum; appends past it
+ * fail with ST_ELIMIT instead of growing, which is how output queues and
+ * accumulators stay bounded. */
+#ifndef ST_BASE_BUF_H
+#define ST_BASE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct st_buf {
+    char *data;   /* owned; NUL-terminated when len < cap */
+    size_t len;
+    size_t cap;
+    size_t max;   /* hard limit on len; 0 means SIZE_MAX */
+};
+
+/* Initialises an empty buffer with the given maximum (0 = unbounded; use only for scratch). */
+void st_buf_init(struct st_buf *b, size_t max);
+/* Frees the storage; the buffer is empty and reusable afterwards. */
+void st_buf_free(struct st_buf *b);
+/* Empties the buffer, keeping its storage. */
+void st_buf_reset(struct st_buf *b);
+/* Appends n bytes; returns 0 or ST_ELIMIT (buffer unchanged). */
+int st_buf_append(struct st_buf *b, const void *data, size_t n);
+/* Appends a NUL-terminated string. */
+int st_buf_puts(struct st_buf *b, const char *s);
+/* Appends formatted text. */
+int st_buf_printf(struct st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s escaped for XML character data or attribute values (&, <, >, ', "). */
+int st_buf_put_xml_escaped(struct st_buf *b, const char *s, size_t n);
+/* Removes the first n bytes. */
+void st_buf_consume(struct st_buf *b, size_t n);
+/* Returns the data as a NUL-terminated string; ownership passes to the caller, buffer becomes empty. */
+char *st_buf_take(struct st_buf *b);
+
+#endif

@@ -1,0 +1,89 @@
+/* Configuration: a YAML file (libyaml) parsed into a tree that remembers
+ * each node's line, then bound onto C structures through declarative
+ * option tables (name, type, default, bounds, doc). Unknown keys and bad
+ * values are errors reported as "FILE:LINE: message". The same tables
+ * generate docs/CONFIG.md and are what modules use for their options. */
+#ifndef ST_BASE_CONFIG_H
+#define ST_BASE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the parsed YAML tree ---- */
+
+enum st_cfg_type { ST_CFG_SCALAR, ST_CFG_MAP, ST_CFG_SEQ, ST_CFG_NULL };
+
+struct st_cfg_node {
+    enum st_cfg_type type;
+    char *key;        /* key when this node is a map value, else NULL */
+    char *value;      /* scalar text */
+    unsigned line;    /* 1-based line in file */
+    struct st_cfg_node *child; /* first child (map values or sequence items) */
+    struct st_cfg_node *next;  /* next sibling */
+};
+
+struct st_cfg_doc {
+    char *file;              /* path as given, for messages */
+    struct st_cfg_node *root; /* a map, or NULL for an empty file */
+};
+
+/* Parses YAML text into doc. On error returns ST_EINVAL and *err (new string) is
+ * "FILE:LINE: message". file names the source in messages. */
+int st_cfg_parse(const char *file, const char *text, size_t len, struct st_cfg_doc *doc, char **err);
+/* Reads and parses a file. Same error convention; a missing file is an error. */
+int st_cfg_load(const char *path, struct st_cfg_doc *doc, char **err);
+/* Frees the tree. */
+void st_cfg_doc_free(struct st_cfg_doc *doc);
+/* Returns the map value node under key, or NULL. */
+struct st_cfg_node *st_cfg_get(const struct st_cfg_node *map, const char *key);
+
+/* ---- option tables ---- */
+
+enum st_opt_type {
+    ST_OPT_BOOL,     /* bool */
+    ST_OPT_INT,      /* int64_t, within [min,max] */
+    ST_OPT_SIZE,     /* size_t bytes; accepts "256KiB", "8 KiB", "1MiB", plain numbers */
+    ST_OPT_DURATION, /* uint64_t milliseconds; accepts "60s", "5m", "500ms", "1h", plain = seconds */
+    ST_OPT_STRING,   /* char * (owned by the struct; freed by st_opt_free) */
+    ST_OPT_ENUM,     /* int index into choices (NULL-terminated list) */
+    ST_OPT_STRLIST,  /* struct st_strlist: a YAML sequence of scalars, or a single scalar */
+    ST_OPT_SECTION,  /* nested map bound by sub-table `sub` at offset */
+    ST_OPT_RAW,      /* const struct st_cfg_node * kept for the owner to interpret (borrowed
+                        from the doc; valid while the doc lives) */
+};
+
+struct st_strlist {
+    char **items;
+    size_t n;
+};
+
+struct st_option {
+    const char *name;
+    enum st_opt_type type;
+    size_t offset;            /* offsetof in the target struct */
+    const char *def;          /* default as text (same syntax as YAML); NULL = none/empty */
+    int64_t min, max;         /* bounds for INT/SIZE/DURATION (0,0 = unbounded) */
+    const char *const *choices; /* ENUM */
+    const struct st_option *sub; /* SECTION */
+    const char *doc;          /* one line for the generated reference */
+};
+#define ST_OPT_END { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL }
+
+/* Sets every option in table to its default in target. Returns 0 (defaults are trusted). */
+int st_opt_defaults(const struct st_option *table, void *target);
+/* Binds map (may be NULL = all defaults) onto target after applying defaults. Unknown keys and
+ * bad values return ST_EINVAL with *err = "FILE:LINE: message" (new string). */
+int st_opt_bind(const struct st_option *table, const struct st_cfg_node *map, const char *file,
+                void *target, char **err);
+/* Frees strings and lists that binding allocated in target. */
+void st_opt_free(const struct st_option *table, void *target);
+/* Writes a Markdown reference of table (with a heading prefix for nesting) to out (st_buf). */
+struct st_buf;
+int st_opt_document(const struct st_option *table, const char *prefix, struct st_buf *out);
+
+/* Parses a size ("256KiB") / duration ("60s") scalar; 0 or ST_EINVAL. */
+int st_parse_size(const char *s, uint64_t *out);
+int st_parse_duration_ms(const char *s, uint64_t *out);
+
+#endif

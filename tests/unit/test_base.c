@@ -1,0 +1,82 @@
+/* Unit tests for src/base: bounded buffers, hash map, random ids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/map.h"
+#include "base/mem.h"
+#include "base/rand.h"
+
+static void buf_respects_max(void **state)
+{
+    (void)state;
+    struct st_buf b;
+    st_buf_init(&b, 8);
+    assert_int_equal(st_buf_puts(&b, "12345678"), 0);
+    assert_int_equal(st_buf_puts(&b, "9"), ST_ELIMIT);
+    assert_int_equal(b.len, 8);
+    st_buf_consume(&b, 3);
+    assert_string_equal(b.data, "45678");
+    st_buf_free(&b);
+}
+
+static void buf_escapes_xml(void **state)
+{
+    (void)state;
+    struct st_buf b;
+    st_buf_init(&b, 0);
+    const char *s = "a<b>&'\"";
+    assert_int_equal(st_buf_put_xml_escaped(&b, s, strlen(s)), 0);
+    assert_string_equal(b.data, "a&lt;b&gt;&amp;&apos;&quot;");
+    st_buf_free(&b);
+}
+
+static void map_set_get_del(void **state)
+{
+    (void)state;
+    struct st_map m;
+    st_map_init(&m);
+    char keys[100][8];
+    for (int i = 0; i < 100; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        assert_null(st_map_set(&m, keys[i], keys[i]));
+    }
+    assert_int_equal(m.count, 100);
+    for (int i = 0; i < 100; i++)
+        assert_ptr_equal(st_map_get(&m, keys[i]), keys[i]);
+    size_t n = 0;
+    for (struct st_map_entry *e = st_map_first(&m); e; e = st_map_next(&m, e))
+        n++;
+    assert_int_equal(n, 100);
+    assert_ptr_equal(st_map_del(&m, "k5"), keys[5]);
+    assert_null(st_map_get(&m, "k5"));
+    st_map_free(&m);
+}
+
+static void rand_id_has_enough_bits(void **state)
+{
+    (void)state;
+    char a[64], b[64];
+    assert_int_equal(st_rand_id(a, sizeof a, 128), 0);
+    assert_int_equal(st_rand_id(b, sizeof b, 128), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_string_not_equal(a, b);
+    assert_int_equal(st_rand_id(a, 8, 128), ST_ELIMIT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(buf_respects_max),
+        cmocka_unit_test(buf_escapes_xml),
+        cmocka_unit_test(map_set_get_del),
+        cmocka_unit_test(rand_id_has_enough_bits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
