@@ -37,6 +37,20 @@ unit: build
 integration: build
 	STARLING_BIN=$(BUILD)/starling /usr/bin/python3 -m pytest -q tests/integration
 
+# Long fuzzing runs with libFuzzer (clang); `make test` only replays the seed corpus.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)"; exit 1; }
+	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized -Db_lundef=false
+	ninja -C build-fuzz
+	mkdir -p build-fuzz/corpus-stream
+	./build-fuzz/tests/fuzz/fuzz_stream -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-stream tests/fuzz/corpus/stream
+
+# Tracked figures (docs/PERFORMANCE.md); the comparison harness comes with the bench issue.
+bench: build
+	ulimit -n 20000; /usr/bin/python3 bench/session_memory.py -n 2000
+	ulimit -n 20000; /usr/bin/python3 bench/session_memory.py -n 2000 --tls
+
 install: build
 	meson install -C $(BUILD)
 

@@ -1,6 +1,7 @@
 """Test driver behind `make test`: for each build directory, run the cmocka
 unit tests (through meson) and the pytest integration suite against that
 build's binary, then print a single total line "N passed, N failed"."""
+import json
 import os
 import re
 import subprocess
@@ -15,18 +16,24 @@ def run_unit(build):
     subprocess.run(["meson", "test", "-C", build, "--print-errorlogs", "--no-rebuild"],
                    cwd=ROOT)
     passed = failed = 0
-    log = os.path.join(ROOT, build, "meson-logs", "testlog.txt")
+    log = os.path.join(ROOT, build, "meson-logs", "testlog.json")
     try:
-        text = open(log, encoding="utf-8", errors="replace").read()
+        lines = open(log, encoding="utf-8", errors="replace").read().splitlines()
     except OSError:
         return 0, 1
-    for m in re.finditer(r"\[  PASSED  \] (\d+) test", text):
-        passed += int(m.group(1))
-    for m in re.finditer(r"\[  FAILED  \] (\d+) test", text):
-        failed += int(m.group(1))
-    # A test binary that crashed prints no cmocka summary: count it as a failure.
-    for m in re.finditer(r"^\s*\d+/\d+ \S+\s+(FAIL|TIMEOUT)\b", text, re.M):
-        failed += 0 if "[  FAILED  ]" in text else 1
+    for line in lines:
+        try:
+            t = json.loads(line)
+        except ValueError:
+            continue
+        out = (t.get("stdout") or "") + (t.get("stderr") or "")
+        p = len(re.findall(r"^\[       OK \] ", out, re.M))
+        f = sum(int(m.group(1)) for m in re.finditer(r"\[  FAILED  \] (\d+) test", out))
+        if t.get("result") not in ("OK", "EXPECTEDFAIL", "SKIP") and f == 0:
+            f = 1  # crashed or timed out before cmocka could report
+            print(f"unit test binary {t.get('name')} failed: {t.get('result')}")
+        passed += p
+        failed += f
     return passed, failed
 
 
@@ -60,6 +67,11 @@ def main():
     builds = sys.argv[1:] or ["build"]
     total_p = total_f = total_s = 0
     start = time.time()
+    print("=== style (tools/checksrc.py) ===", flush=True)
+    if subprocess.run([sys.executable, "tools/checksrc.py"], cwd=ROOT).returncode == 0:
+        total_p += 1
+    else:
+        total_f += 1
     for i, b in enumerate(builds):
         asan = i > 0
         print(f"=== unit tests ({b}) ===", flush=True)

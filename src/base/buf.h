@@ -30,7 +30,8 @@ int st_buf_printf(struct st_buf *b, const char *fmt, ...) __attribute__((format(
 int st_buf_put_xml_escaped(struct st_buf *b, const char *s, size_t n);
 /* Removes the first n bytes. */
 void st_buf_consume(struct st_buf *b, size_t n);
-/* Returns the data as a NUL-terminated string; ownership passes to the caller, buffer becomes empty. */
+/* Returns the data as a NUL-terminated string; ownership passes to the caller, buffer becomes
+ * empty. */
 char *st_buf_take(struct st_buf *b);
 
 #endif

@@ -28,15 +28,25 @@ struct st_cfg_doc {
     struct st_cfg_node *root; /* a map, or NULL for an empty file */
 };
 
-/* Parses YAML text into doc. On error returns ST_EINVAL and *err (new string) is
- * "FILE:LINE: message". file names the source in messages. */
-int st_cfg_parse(const char *file, const char *text, size_t len, struct st_cfg_doc *doc, char **err);
-/* Reads and parses a file. Same error convention; a missing file is an error. */
+/* Parses YAML text into doc (one document; its top level must be a map, or empty). A map value's
+ * line is the line of its key; sequence items carry their own line. Plain scalars "", "~" and
+ * "null" become ST_CFG_NULL. Rejected, to keep configuration simple and safe: duplicate keys,
+ * non-scalar keys, anchors, aliases, tags, several documents, NUL characters and nesting deeper
+ * than 64. On error returns ST_EINVAL, doc is empty and *err (new string; err may be NULL) is
+ * "FILE:LINE: message". file names the source in messages (copied). Any thread. */
+int st_cfg_parse(const char *file, const char *text, size_t len, struct st_cfg_doc *doc,
+                 char **err);
+/* Reads (at most 16 MiB) and parses a file. Same error convention; a missing or unreadable
+ * file is an error "FILE: reason". Blocking I/O: call before the loop starts. */
 int st_cfg_load(const char *path, struct st_cfg_doc *doc, char **err);
-/* Frees the tree. */
+/* Frees the tree and the file name; doc is zeroed (a second call is harmless). */
 void st_cfg_doc_free(struct st_cfg_doc *doc);
 /* Returns the map value node under key, or NULL. */
 struct st_cfg_node *st_cfg_get(const struct st_cfg_node *map, const char *key);
+/* Returns a new string "FILE:LINE: message" (or "FILE: message" when line is 0) for owners
+ * that validate a tree themselves, so every config error reads the same. Any thread. */
+char *st_cfg_errorf(const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- option tables ---- */
 
@@ -44,7 +54,8 @@ enum st_opt_type {
     ST_OPT_BOOL,     /* bool */
     ST_OPT_INT,      /* int64_t, within [min,max] */
     ST_OPT_SIZE,     /* size_t bytes; accepts "256KiB", "8 KiB", "1MiB", plain numbers */
-    ST_OPT_DURATION, /* uint64_t milliseconds; accepts "60s", "5m", "500ms", "1h", plain = seconds */
+    ST_OPT_DURATION, /* uint64_t milliseconds; accepts "60s", "5m", "500ms", "1h", plain = seconds
+                      */
     ST_OPT_STRING,   /* char * (owned by the struct; freed by st_opt_free) */
     ST_OPT_ENUM,     /* int index into choices (NULL-terminated list) */
     ST_OPT_STRLIST,  /* struct st_strlist: a YAML sequence of scalars, or a single scalar */
@@ -70,19 +81,37 @@ struct st_option {
 };
 #define ST_OPT_END { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL }
 
-/* Sets every option in table to its default in target. Returns 0 (defaults are trusted). */
+/* Sets every option in table to its default in target. target must hold no allocations (zeroed,
+ * or released by st_opt_free): pointers are overwritten. For RAW options `def` is only shown in
+ * the reference; the pointer defaults to NULL. STRLIST defaults use YAML flow syntax
+ * ("[a, b]") or a single scalar. Returns 0 (defaults are trusted; a bad one asserts). */
 int st_opt_defaults(const struct st_option *table, void *target);
 /* Binds map (may be NULL = all defaults) onto target after applying defaults. Unknown keys and
- * bad values return ST_EINVAL with *err = "FILE:LINE: message" (new string). */
+ * bad values return ST_EINVAL with *err = "FILE:LINE: message" (new string; err may be NULL).
+ * Messages name options by dotted path ("c2s.sasl_attempts"). target must hold no allocations
+ * on entry (see st_opt_defaults). On error target has already been released as by st_opt_free
+ * (calling st_opt_free again is harmless). Borrows map and file; RAW nodes stay borrowed from
+ * the doc. */
 int st_opt_bind(const struct st_option *table, const struct st_cfg_node *map, const char *file,
                 void *target, char **err);
-/* Frees strings and lists that binding allocated in target. */
+/* As st_opt_bind, with option names in messages prefixed by prefix + "." (e.g. "modules.ping"),
+ * for tables bound below the top level. prefix may be NULL or "". */
+int st_opt_bind_at(const struct st_option *table, const struct st_cfg_node *map,
+                   const char *file, const char *prefix, void *target, char **err);
+/* Frees strings and lists that binding allocated in target and resets those fields to
+ * NULL/empty, so a second call is harmless. */
 void st_opt_free(const struct st_option *table, void *target);
-/* Writes a Markdown reference of table (with a heading prefix for nesting) to out (st_buf). */
+/* Writes a Markdown reference of table to out: a "## `prefix`" heading (or "## Top-level
+ * options" when prefix is NULL or ""), a table with columns option, type, default, description,
+ * then one such section per SECTION option, named by its dotted path. Returns 0 or ST_ELIMIT
+ * when out is full. */
 struct st_buf;
 int st_opt_document(const struct st_option *table, const char *prefix, struct st_buf *out);
 
-/* Parses a size ("256KiB") / duration ("60s") scalar; 0 or ST_EINVAL. */
+/* Parses a size / duration scalar; 0 or ST_EINVAL (also on overflow).
+ * Sizes: a decimal number, optional spaces, optional unit B, KiB, MiB, GiB or TiB (case-
+ * insensitive, powers of 1024): "512", "8 KiB", "1MiB". Durations: a decimal number, optional
+ * spaces, optional unit ms, s, m, h or d; no unit means seconds; *out is milliseconds. */
 int st_parse_size(const char *s, uint64_t *out);
 int st_parse_duration_ms(const char *s, uint64_t *out);
 

@@ -18,16 +18,19 @@ struct st_tls_cert_spec {
     const char *key_path;  /* PEM private key */
 };
 
-/* Returns a new TLS context serving the given certificates (the first is the default when the
- * client sends no or an unknown SNI). Returns 0 and *out, or ST_EINVAL/ST_EIO with *err. */
+/* Returns a new TLS context (one reference) serving the given certificates (the first is the
+ * default when the client sends no or an unknown SNI; an unknown name covered by another
+ * host's wildcard certificate gets that one). Borrows certs. Returns 0 and *out, or
+ * ST_EINVAL/ST_EIO with *err (new string naming the file and the problem). Any thread. */
 int st_tls_new(const struct st_tls_cert_spec *certs, size_t n, struct st_tls **out, char **err);
 /* Reference counting: connections hold a reference to the context they were accepted with, so
  * a reload (SIGHUP) can swap contexts without disturbing live connections. */
 struct st_tls *st_tls_ref(struct st_tls *t);
 void st_tls_unref(struct st_tls *t);
 
-/* Generates a self-signed certificate (EC P-256, SAN = names, valid 10 years) and key files
- * (key mode 0600). Returns 0 or ST_EIO with *err. */
+/* Generates a self-signed certificate (EC P-256, X.509 v3, SAN dNSName = names, CN = names[0],
+ * random serial, valid 10 years) and key files (cert 0644, key 0600; missing parent
+ * directories are created 0700). Returns 0, ST_EINVAL (no/bad names) or ST_EIO with *err. */
 int st_tls_generate_selfsigned(const char *const *names, size_t n, const char *cert_path,
                                const char *key_path, char **err);
 

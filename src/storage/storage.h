@@ -20,8 +20,11 @@ struct st_storage;
  * with *err (new string, caller frees) describing it. */
 int st_storage_open(uv_loop_t *loop, const char *driver, const char *path,
                     struct st_storage **out, char **err);
-/* Completes every queued operation (their callbacks run), then closes. Loop thread; may run
- * the loop briefly to deliver the callbacks. */
+/* Completes every queued operation (their callbacks run, inside this call), joins the worker,
+ * closes the database and frees st. Loop thread (or any thread when opened without a loop).
+ * Does not run the loop, so it is safe from a signal-handler callback; the loop must run once
+ * more afterwards to release an internal handle. Called from a storage callback, the close
+ * happens as soon as that callback returns. NULL is ignored. */
 void st_storage_close(struct st_storage *st);
 
 /* ---- callbacks (loop thread) ---- */
@@ -91,5 +94,32 @@ int st_kv_set_sync(struct st_storage *st, const char *host, const char *user, co
 int st_kv_users_sync(struct st_storage *st, const char *host, const char *store,
                      void (*fn)(void *ud, const char *host, const char *user), void *ud);
 int st_kv_delete_user_sync(struct st_storage *st, const char *host, const char *user);
+/* Stores a value only when (host, user, store) has none, atomically (also against other
+ * processes on the same database): 0, or ST_EEXIST leaving the old value. data must not be
+ * NULL. Used to create accounts without a check-then-set race. */
+int st_kv_add_sync(struct st_storage *st, const char *host, const char *user, const char *store,
+                   const void *data, size_t len);
+
+/* ---- notes common to the calls above ----
+ * Strings and data are borrowed (copied before the call returns). host, user and store must
+ * not be NULL (except where stated) and are at most ST_STORAGE_NAME_MAX bytes; values at most
+ * ST_STORAGE_VALUE_MAX bytes (ST_ELIMIT). Asynchronous calls are made on the loop thread of
+ * a storage opened with a loop (ST_EINVAL otherwise); when one returns an error its callback
+ * is never called, otherwise it is called exactly once, later, on the loop thread, never
+ * from inside the call, and callbacks run in submission order. At most ST_STORAGE_QUEUE_MAX
+ * operations may be outstanding (ST_ELIMIT); after st_storage_close began: ST_ECLOSED.
+ * Outstanding operations keep the loop alive; an idle storage does not.
+ * Synchronous calls may be made from any thread (they serialise with the worker) but block:
+ * never on the loop thread of a running server. They take effect in call order with respect
+ * to each other, not with respect to queued asynchronous operations.
+ * Archive order is (when, append order). A query selects items matching with, start <= when
+ * <= end, strictly after the item `after` and strictly before the item `before` (an unknown
+ * id gives ST_ENOTFOUND); forward it returns the oldest max of them oldest first, reverse the
+ * newest max newest first; complete is 1 when no further matching item lies beyond the page
+ * in that direction. st_archive_delete removes exactly the items the same query would return.
+ * st_kv_delete_user(_sync) removes everything of the user: keyval, map and archive data. */
+#define ST_STORAGE_QUEUE_MAX 100000
+#define ST_STORAGE_NAME_MAX 3071
+#define ST_STORAGE_VALUE_MAX (64u * 1024 * 1024)
 
 #endif

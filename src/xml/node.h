@@ -32,6 +32,9 @@ struct st_xml_attr {
     char *value; /* unescaped value */
 };
 
+/* name, ns and text are stored inline in the node's own allocation (one malloc per node):
+ * never reassign or free them; create a new node instead. Each attribute's name, value and
+ * ns share one allocation owned by the node; change them only through st_xml_set_attr*. */
 struct st_xml {
     enum st_xml_type type;
     char *name;  /* element: local name; text: NULL */
@@ -70,9 +73,14 @@ void st_xml_set_attr(struct st_xml *x, const char *name, const char *value);
 /* Sets (or replaces) a namespaced attribute; value NULL removes it. */
 void st_xml_set_attr_ns(struct st_xml *x, const char *ns, const char *name, const char *value);
 
+/* Appends the attribute {ns}name=value without looking for an existing one (the caller
+ * knows it is new, e.g. the parser after expat's duplicate check). Copies all strings. */
+void st_xml_append_attr(struct st_xml *x, const char *ns, const char *name, const char *value);
+
 /* Appends child (takes ownership; child must be detached) and returns it. */
 struct st_xml *st_xml_append(struct st_xml *parent, struct st_xml *child);
-/* Creates and appends a child element; returns it (owned by parent). ns NULL inherits parent's ns. */
+/* Creates and appends a child element; returns it (owned by parent). ns NULL inherits parent's ns.
+ */
 struct st_xml *st_xml_add_child(struct st_xml *parent, const char *name, const char *ns);
 /* Appends a text child holding a copy of text (NUL-terminated). */
 void st_xml_add_text(struct st_xml *parent, const char *text);
@@ -97,7 +105,16 @@ bool st_xml_is(const struct st_xml *x, const char *name, const char *ns);
 /* Serialises x into out. parent_ns is the default namespace in scope where x is written
  * (ST_NS_CLIENT for a top-level stanza on a c2s stream): an xmlns attribute is written only
  * where an element's namespace differs from its parent's. Prefixed attributes in ST_NS_XML are
- * written as xml:NAME. Returns 0 or ST_ELIMIT when out's maximum is reached. */
+ * written as xml:NAME; other namespaced attributes get a generated prefix (ns1, ns2, ...)
+ * declared on the same element. Unqualified attributes named "xmlns" or "xmlns:*" (as found on
+ * a parsed stream header) are skipped: declarations follow from the element namespaces. Empty
+ * elements are written as <x/>. Borrows x. Returns 0 or ST_ELIMIT when out's maximum is
+ * reached (out then holds a truncated prefix; discard it). */
 int st_xml_serialize(const struct st_xml *x, const char *parent_ns, struct st_buf *out);
+
+/* Appends s (n bytes) escaped for a single-quoted attribute value (in_attr: also ' " TAB LF CR
+ * as references, so attribute-value normalisation gives s back) or for character data (& < >
+ * and CR). Returns 0 or ST_ELIMIT. */
+int st_xml_put_escaped(struct st_buf *out, const char *s, size_t n, bool in_attr);
 
 #endif

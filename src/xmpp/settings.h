@@ -42,6 +42,36 @@ struct st_listen_settings {
     int64_t c2s_tls_port; /* direct TLS, XEP-0368 (default 5223; 0 disables) */
 };
 
+/* RFC 6121 §8.5.2.1.1: which of several equal highest-priority resources get a normal/chat
+ * message addressed to the bare JID. */
+enum st_bare_delivery { ST_BARE_ALL_HIGHEST = 0, ST_BARE_ONE_HIGHEST = 1 };
+
+struct st_delivery_settings {
+    int bare_messages; /* enum st_bare_delivery (default all_highest) */
+};
+
+/* Server-to-server federation (RFC 6120 §4–§6 for s2s, XEP-0220, XEP-0288, XEP-0368). */
+struct st_s2s_settings {
+    int64_t port;                      /* STARTTLS s2s port (default 5269; 0 disables) */
+    int64_t tls_port;                  /* direct TLS s2s port, XEP-0368 (default 5270; 0 = off) */
+    bool require_encryption;           /* refuse s2s streams without TLS (default true) */
+    bool secure_auth;                  /* no dialback for unverifiable certificates */
+    struct st_strlist insecure_domains; /* allowlist: dialback without a trusted certificate */
+    const struct st_cfg_node *routes;  /* RAW map remote domain -> "host:port" (borrowed) */
+    struct st_strlist ca_files;        /* extra trusted CA files (PEM) */
+    uint64_t connect_timeout;          /* ms per connection attempt and for negotiation */
+    uint64_t idle_timeout;             /* ms without traffic before a stream is closed */
+    size_t max_stanza_size;            /* bytes (default 512 KiB) */
+    int64_t queue_limit;               /* stanzas queued per stream while it is set up */
+    char *dialback_secret;             /* XEP-0185 secret; NULL = random per start */
+};
+
+/* DNS resolution for federation (c-ares). */
+struct st_dns_settings {
+    struct st_strlist servers; /* "ip" or "ip:port"; empty = /etc/resolv.conf */
+    uint64_t timeout;          /* ms per query attempt */
+};
+
 struct st_settings {
     char *file;          /* config path, or NULL for embedded defaults */
     struct st_cfg_doc doc; /* kept alive for RAW nodes (modules) */
@@ -50,17 +80,27 @@ struct st_settings {
     int storage;         /* 0 = sqlite, 1 = memory */
     struct st_host_settings *hosts;
     size_t nhosts;       /* >= 1; default a single "localhost" */
+    const struct st_cfg_node *hosts_node; /* RAW 'hosts' map as written (NULL = default);
+                                             borrowed from doc; hosts[] is built from it */
     struct st_listen_settings listen;
     struct st_c2s_settings c2s;
     struct st_limits limits;
+    struct st_delivery_settings delivery;
+    struct st_s2s_settings s2s;
+    struct st_dns_settings dns;
     const struct st_cfg_node *modules; /* RAW map name -> options map (NULL = defaults) */
     struct st_strlist modules_disabled; /* names of default modules turned off */
 };
 
 /* Loads settings from path (NULL = embedded defaults: host "localhost", data in
- * ./starling-data). On error returns ST_EINVAL with *err = "FILE:LINE: message". */
+ * ./starling-data, without reading any file). Host names are prepared (IDNA2008, RFC 7622
+ * §3.2). Relative paths written in the file (data_dir, hosts.*.certificate, hosts.*.key) are
+ * resolved against the directory of the file; the built-in data_dir default stays relative
+ * to the working directory. Warns (st_log) when no client port is enabled. On error returns
+ * ST_EINVAL with *err = "FILE:LINE: message" (new string; err may be NULL) and out is left
+ * empty (st_settings_free is harmless). Blocking file I/O: call before the loop starts. */
 int st_settings_load(const char *path, struct st_settings *out, char **err);
-/* Frees everything in s. */
+/* Frees everything in s and zeroes it (a second call is harmless). */
 void st_settings_free(struct st_settings *s);
 /* Returns the host entry for a prepared domain, or NULL. */
 const struct st_host_settings *st_settings_host(const struct st_settings *s, const char *domain);
@@ -69,5 +109,12 @@ char *st_settings_cert_path(const struct st_settings *s, const struct st_host_se
 char *st_settings_key_path(const struct st_settings *s, const struct st_host_settings *h);
 /* The option table of the top level (for docs generation). */
 extern const struct st_option st_settings_options[];
+/* The options of one entry under `hosts` (certificate, key), bound onto struct
+ * st_host_settings. */
+extern const struct st_option st_settings_host_options[];
+/* Appends the whole Markdown configuration reference (docs/CONFIG.md: title, how to write
+ * the file, then one table per section) to out. Returns 0 or ST_ELIMIT when out is full. */
+struct st_buf;
+int st_settings_document(struct st_buf *out);
 
 #endif

@@ -1,0 +1,259 @@
+/* libFuzzer target for the XMPP stream parser (src/xml/parser.c, RFC 6120 §4
+ * and §11). The first input bytes choose the limits, a stanza number at which
+ * a callback resets the parser (stream restart, RFC 6120 §5.4.3.3) and the
+ * chunk sizes; the rest is the stream. Each input is parsed twice, in chunks
+ * and in one piece, and the results must agree (chunk boundaries and the
+ * parser's hibernation between stanzas must be invisible). Every stanza is
+ * serialised, parsed again and serialised again, which must give the same
+ * text. No callback may follow an error.
+ *
+ * Built with -fsanitize=fuzzer for libFuzzer; with -DST_FUZZ_STANDALONE it
+ * becomes a plain program that runs the files (or directories of files)
+ * named on its command line, for short regression runs in `make test`. */
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/mem.h"
+#include "xml/node.h"
+#include "xml/parser.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "fuzz_stream: check failed: %s (line %d)\n", #cond, __LINE__); \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
+struct run {
+    struct st_xml_parser *p;
+    struct st_buf out; /* everything reported, as text */
+    int errors;
+    enum st_xml_parse_error err;
+    int nstanzas;
+    int reset_at;
+};
+
+static const char reparse_hdr[] = "<stream:stream xmlns='jabber:client' "
+                                  "xmlns:stream='http://etherx.jabber.org/streams'>";
+
+static void rp_stanza(void *ud, struct st_xml *s)
+{
+    struct st_xml **slot = ud;
+    CHECK(!*slot);
+    *slot = s;
+}
+
+/* Serialises s, parses that text again, serialises the result: both texts must match. */
+static void check_roundtrip(const struct st_xml *s, const char *text)
+{
+    static const struct st_xml_parser_cb cb = {NULL, rp_stanza, NULL, NULL};
+    struct st_xml_limits lim = {1 << 24, 1 << 16, 1 << 16};
+    struct st_xml *again = NULL;
+    struct st_xml_parser *p = st_xml_parser_new(&cb, &again, &lim);
+    CHECK(st_xml_parser_feed(p, reparse_hdr, sizeof reparse_hdr - 1) == 0);
+    CHECK(st_xml_parser_feed(p, text, strlen(text)) == 0);
+    CHECK(again);
+    struct st_buf b;
+    st_buf_init(&b, 0);
+    CHECK(st_xml_serialize(again, ST_NS_CLIENT, &b) == 0);
+    CHECK(strcmp(b.data, text) == 0);
+    st_buf_free(&b);
+    st_xml_unref(again);
+    st_xml_parser_free(p);
+    (void)s;
+}
+
+static void on_open(void *ud, const struct st_xml *h)
+{
+    struct run *r = ud;
+    CHECK(!r->errors);
+    CHECK(h->type == ST_XML_ELEMENT && !h->first_child);
+    st_buf_printf(&r->out, "open {%s}%s %u\n", h->ns, h->name, h->nattrs);
+}
+
+static void on_stanza(void *ud, struct st_xml *s)
+{
+    struct run *r = ud;
+    CHECK(!r->errors);
+    struct st_buf b;
+    st_buf_init(&b, 0);
+    CHECK(st_xml_serialize(s, ST_NS_CLIENT, &b) == 0);
+    st_buf_append(&r->out, b.data, b.len);
+    st_buf_puts(&r->out, "\n");
+    check_roundtrip(s, b.data);
+    st_buf_free(&b);
+    struct st_xml *c = st_xml_copy(s);
+    st_xml_unref(s);
+    st_xml_unref(c);
+    if (++r->nstanzas == r->reset_at)
+        st_xml_parser_reset(r->p);
+}
+
+static void on_close(void *ud)
+{
+    struct run *r = ud;
+    CHECK(!r->errors);
+    st_buf_puts(&r->out, "close\n");
+}
+
+static void on_error(void *ud, enum st_xml_parse_error err, const char *text)
+{
+    struct run *r = ud;
+    CHECK(!r->errors && text);
+    r->errors++;
+    r->err = err;
+    st_buf_printf(&r->out, "error %d\n", (int)err);
+}
+
+static const struct st_xml_parser_cb callbacks = {on_open, on_stanza, on_close, on_error};
+
+/* Parses data in chunks of the sizes given (cycled; NULL = one piece). After a reset
+ * requested from a callback the rest of that chunk is dropped, as the contract says;
+ * to keep both runs comparable the chunked run only resets when chunks are disabled. */
+static void run_once(struct run *r, const struct st_xml_limits *lim, const uint8_t *sizes,
+                     size_t nsizes, const uint8_t *data, size_t len, int reset_at)
+{
+    memset(r, 0, sizeof *r);
+    st_buf_init(&r->out, 0);
+    r->reset_at = reset_at;
+    r->p = st_xml_parser_new(&callbacks, r, lim);
+    size_t off = 0, k = 0;
+    while (off < len) {
+        size_t n = len - off;
+        if (nsizes) {
+            size_t want = (size_t)sizes[k++ % nsizes] + 1;
+            if (want < n)
+                n = want;
+        }
+        int rc = st_xml_parser_feed(r->p, (const char *)data + off, n);
+        CHECK(rc == 0 || rc == ST_ECLOSED || r->errors);
+        CHECK(!r->errors || (rc < 0 && rc != ST_ECLOSED));
+        if (rc == ST_ECLOSED)
+            st_buf_puts(&r->out, "restart\n");
+        if (r->errors) {
+            CHECK(st_xml_parser_feed(r->p, "<x/>", 4) < 0);
+            break;
+        }
+        off += n;
+    }
+}
+
+static void run_free(struct run *r)
+{
+    st_xml_parser_free(r->p);
+    st_buf_free(&r->out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    uint8_t ctl = data[0];
+    size_t nsizes = data[1] & 7;
+    if (size < 2 + nsizes)
+        return 0;
+    const uint8_t *sizes = data + 2;
+    const uint8_t *body = data + 2 + nsizes;
+    size_t len = size - 2 - nsizes;
+
+    struct st_xml_limits lim = {1 << 20, 64, 64};
+    if (ctl & 1)
+        lim = (struct st_xml_limits){256, 3, 3};
+    int reset_at = (ctl >> 1) & 3; /* 0: never */
+
+    /* Whole input in one feed, then in chunks (hibernation happens between them). */
+    struct run whole, chunked;
+    run_once(&whole, &lim, NULL, 0, body, len, reset_at);
+    run_once(&chunked, &lim, sizes, nsizes ? nsizes : 1, body, len, 0);
+
+    /* POLICY may fire at different points (limits are checked per event and per slice);
+     * when only one run failed, the other may just be waiting for more input, so its
+     * output must be a prefix of the failed run's. */
+    bool policy = (whole.errors && whole.err == ST_XML_ERR_POLICY) ||
+                  (chunked.errors && chunked.err == ST_XML_ERR_POLICY);
+    if (!reset_at && !policy) {
+        const char *a = whole.out.data ? whole.out.data : "";
+        const char *b = chunked.out.data ? chunked.out.data : "";
+        bool ok;
+        if (whole.errors == chunked.errors)
+            ok = strcmp(a, b) == 0;
+        else if (whole.errors)
+            ok = strncmp(a, b, strlen(b)) == 0;
+        else
+            ok = strncmp(a, b, strlen(a)) == 0;
+        if (!ok) {
+            fprintf(stderr, "--- whole\n%s--- chunked\n%s", a, b);
+            abort();
+        }
+    }
+    run_free(&whole);
+    run_free(&chunked);
+    return 0;
+}
+
+#ifdef ST_FUZZ_STANDALONE
+#include <dirent.h>
+#include <sys/stat.h>
+
+static int run_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    struct st_buf b;
+    st_buf_init(&b, 16 * 1024 * 1024);
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (st_buf_append(&b, tmp, n)) {
+            fprintf(stderr, "%s: too large\n", path);
+            break;
+        }
+    }
+    fclose(f);
+    LLVMFuzzerTestOneInput((const uint8_t *)(b.data ? b.data : ""), b.len);
+    st_buf_free(&b);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int failed = 0, count = 0;
+    for (int i = 1; i < argc; i++) {
+        struct stat stt;
+        if (stat(argv[i], &stt) != 0) {
+            perror(argv[i]);
+            failed = 1;
+            continue;
+        }
+        if (!S_ISDIR(stt.st_mode)) {
+            failed |= run_file(argv[i]);
+            count++;
+            continue;
+        }
+        DIR *d = opendir(argv[i]);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
+            failed |= run_file(path);
+            count++;
+        }
+        if (d)
+            closedir(d);
+    }
+    printf("fuzz_stream: %d inputs run\n", count);
+    return failed;
+}
+#endif
