@@ -28,18 +28,21 @@ TIMEOUT = 10
 
 
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password):
-        super().__init__(jid, password,
-                         plugin_config={"feature_mechanisms": {"use_mechs": MECHS}})
-        mechs = self["feature_mechanisms"]
-        default_creds = mechs._default_credentials
+    def __init__(self, jid, password, stock=False):
+        if stock:
+            super().__init__(jid, password)
+        else:
+            super().__init__(jid, password,
+                             plugin_config={"feature_mechanisms": {"use_mechs": MECHS}})
+            mechs = self["feature_mechanisms"]
+            default_creds = mechs._default_credentials
 
-        def creds(required, optional):
-            out = default_creds(required, optional)
-            if "channel_binding" in out:
-                out["channel_binding"] = b""
-            return out
-        mechs.sasl_callback = creds
+            def creds(required, optional):
+                out = default_creds(required, optional)
+                if "channel_binding" in out:
+                    out["channel_binding"] = b""
+                return out
+            mechs.sasl_callback = creds
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         self.register_plugin("xep_0030")
@@ -48,7 +51,8 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("message", self._on_message)
         self.add_event_handler("session_start", self._on_start)
         self.failed = asyncio.get_event_loop().create_future()
-        self.add_event_handler("failed_auth", lambda *_: self._fail("auth failed"))
+        if not stock:  # a stock client sees (and survives) refused mechanisms
+            self.add_event_handler("failed_auth", lambda *_: self._fail("auth failed"))
         self.add_event_handler("connection_failed", lambda *_: self._fail("connection failed"))
         self.add_event_handler("disconnected", lambda *_: self._fail("disconnected"))
 
@@ -130,6 +134,26 @@ def test_slixmpp_starttls_messages_and_iqs(server):
             await b["xep_0199"].ping(jid=a.boundjid.full, timeout=TIMEOUT)
             info = await a["xep_0030"].get_info(jid="localhost", timeout=TIMEOUT)
             assert "urn:xmpp:ping" in info["disco_info"]["features"]
+        finally:
+            await a.stop()
+            await b.stop()
+    run(scenario())
+
+
+def test_slixmpp_stock_settings_log_in(server):
+    """RFC 6120 §6.4.5, RFC 5802 §6: an unmodified slixmpp 1.8.3 (which offers
+    tls-unique binding on TLS 1.3 and then the 'y' flag) is refused those
+    attempts without using up its authentication retries, moves on down its
+    mechanism list and logs in; messages then flow."""
+    async def scenario():
+        a = await Client("alice@localhost/stock", server.users["alice@localhost"],
+                         stock=True).start(server.port)
+        b = await Client("bob@localhost/stock", server.users["bob@localhost"],
+                         stock=True).start(server.port)
+        try:
+            a.send_message(mto=b.boundjid.full, mbody="stock", mtype="chat")
+            m = await b.next_message()
+            assert m["body"] == "stock" and m["from"].full == a.boundjid.full
         finally:
             await a.stop()
             await b.stop()
