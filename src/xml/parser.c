@@ -83,6 +83,7 @@ struct st_xml_parser {
     enum st_xml_parse_error perr; /* 0 or the error to report */
     const char *perr_text;
     bool perr_reported;
+    bool manual_hibernate; /* hibernate only when asked (st_xml_parser_hibernate) */
 };
 
 /* ---- counting allocator ------------------------------------------------ */
@@ -784,8 +785,22 @@ int st_xml_parser_feed(struct st_xml_parser *p, const char *data, size_t len)
         return rc;
     if (p->stop_req)
         return ST_ECLOSED;
-    maybe_hibernate(p);
+    if (!p->manual_hibernate)
+        maybe_hibernate(p);
     return 0;
+}
+
+void st_xml_parser_set_manual_hibernate(struct st_xml_parser *p, bool manual)
+{
+    p->manual_hibernate = manual;
+}
+
+bool st_xml_parser_hibernate(struct st_xml_parser *p)
+{
+    if (p->in_feed)
+        return false;
+    maybe_hibernate(p);
+    return p->xp == NULL;
 }
 
 void st_xml_parser_stop(struct st_xml_parser *p)

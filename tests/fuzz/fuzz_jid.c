@@ -133,6 +133,35 @@ static void check_same(const struct st_jid *a, const struct st_jid *b)
     CHECK(st_jid_equal(a, b));
 }
 
+/* Splits s by RFC 7622 §3.1 independently of jid.c, prepares the parts one by one and
+ * compares that with the parse: it must succeed exactly when every part does, with the
+ * same parts. */
+static void check_split(const char *s, int rc, const struct st_jid *j)
+{
+    size_t len = strlen(s);
+    const char *slash = memchr(s, '/', len);
+    size_t barelen = slash ? (size_t)(slash - s) : len;
+    const char *at = memchr(s, '@', barelen);
+    char *local = NULL, *domain = NULL, *resource = NULL;
+    bool ok = true;
+    if (at)
+        ok = st_jid_prep_local(s, (size_t)(at - s), &local) == 0;
+    const char *d = at ? at + 1 : s;
+    ok = st_jid_prep_domain(d, barelen - (size_t)(d - s), &domain) == 0 && ok;
+    if (slash)
+        ok = st_jid_prep_resource(slash + 1, len - barelen - 1, &resource) == 0 && ok;
+    CHECK(ok == (rc == 0));
+    if (ok) {
+        CHECK((local == NULL) == (j->local == NULL) && (!local || !strcmp(local, j->local)));
+        CHECK(strcmp(domain, j->domain) == 0);
+        CHECK((resource == NULL) == (j->resource == NULL) &&
+              (!resource || !strcmp(resource, j->resource)));
+    }
+    st_free(local);
+    st_free(domain);
+    st_free(resource);
+}
+
 static void check_jid(const char *s)
 {
     struct st_jid j;
@@ -141,6 +170,7 @@ static void check_jid(const char *s)
     char *str = st_jid_prep_string(s);
     CHECK(rc == 0 || rc == ST_EINVAL);
     CHECK((rc == 0) == (str != NULL));
+    check_split(s, rc, &j);
     if (rc) {
         CHECK(!j.local && !j.domain && !j.resource && !j.full && !j.bare);
         return;

@@ -172,6 +172,65 @@ static bool valid_result(enum st_scram_result r)
     return false;
 }
 
+/* RFC 5802 §7 saslname decoding of v[0..n) ("=2C", "=3D" to ',' and '='), by a different
+ * route than the parser; the text was already validated by the server. Returns new. */
+static char *ref_saslname(const char *v, size_t n)
+{
+    struct st_buf b;
+    st_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '=' && i + 2 < n && (v[i + 1] == '2' || v[i + 1] == '3')) {
+            st_buf_append(&b, v[i + 1] == '2' ? "," : "=", 1);
+            i += 2;
+        } else {
+            st_buf_append(&b, v + i, 1);
+        }
+    }
+    st_buf_append(&b, "", 1);
+    return st_buf_take(&b);
+}
+
+/* Locates attribute 'name=' at the start of a ','-separated field from p; returns its
+ * value and length, or NULL. */
+static const char *field(const char *p, const char *end, char name, size_t *len)
+{
+    if (end - p < 2 || p[0] != name || p[1] != '=')
+        return NULL;
+    const char *e = memchr(p + 2, ',', (size_t)(end - p - 2));
+    *len = (size_t)((e ? e : end) - p - 2);
+    return p + 2;
+}
+
+/* Checks what server_first accepted against the message: the username, the authzid and
+ * the client nonce (repeated at the start of server-first's r=) come from where RFC 5802 §7
+ * puts them. */
+static void check_first_fields(const struct st_scram_server *s, const char *cf, size_t cflen,
+                               const char *sf)
+{
+    const char *end = cf + cflen;
+    const char *c1 = memchr(cf, ',', cflen);
+    CHECK(c1);
+    size_t n;
+    const char *a = field(c1 + 1, end, 'a', &n);
+    const char *authzid = st_scram_server_authzid(s);
+    CHECK((a != NULL) == (authzid != NULL));
+    if (a) {
+        char *want = ref_saslname(a, n);
+        CHECK(strcmp(want, authzid) == 0);
+        st_free(want);
+    }
+    const char *c2 = memchr(c1 + 1, ',', (size_t)(end - c1 - 1));
+    CHECK(c2);
+    const char *u = field(c2 + 1, end, 'n', &n);
+    CHECK(u);
+    char *want = ref_saslname(u, n);
+    CHECK(strcmp(want, st_scram_server_user(s)) == 0);
+    st_free(want);
+    const char *r = field(u + n + 1, end, 'r', &n);
+    CHECK(r && strncmp(sf + 2, r, n) == 0 && strncmp(sf + 2 + n, server_nonce,
+                                                     strlen(server_nonce)) == 0);
+}
+
 /* Recomputes what a successful exchange must have seen (RFC 5802 §3, §7). */
 static void confirm_success(enum st_scram_hash h, const char *cf, size_t cflen, const char *sf,
                             const char *fin, size_t finlen, const char *v, bool cbound)
@@ -284,6 +343,7 @@ static void run_exchange(uint8_t ctl, const char *cf, size_t cflen, const char *
               strcmp(sep + 3 + strlen(salt64), ",i=4096") == 0);
     else
         CHECK(strstr(sep, ",i=4096") != NULL);
+    check_first_fields(s, cf, cflen, sf);
 
     if (have_final) {
         r = st_scram_server_final(s, fin, finlen, &out);

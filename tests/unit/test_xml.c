@@ -632,6 +632,31 @@ static void parser_hibernation(void **state)
     rec_free(&r);
 }
 
+static void parser_manual_hibernation(void **state)
+{
+    (void)state;
+    struct rec r;
+    rec_init(&r, NULL);
+    st_xml_parser_set_manual_hibernate(r.p, true);
+    assert_int_equal(feed(&r, HDR), 0);
+    assert_int_equal(feed(&r, "<message><body>one</body></message>"), 0);
+    /* Busy streams keep expat's state between stanzas... */
+    size_t awake = st_xml_parser_memory(r.p);
+    assert_true(awake > 1024);
+    /* ...until the transport decides the stream went idle. */
+    assert_true(st_xml_parser_hibernate(r.p));
+    assert_true(st_xml_parser_memory(r.p) < 1024);
+    assert_int_equal(feed(&r, "<presence/>"), 0);
+    assert_true(st_xml_parser_memory(r.p) > 1024);
+    /* Mid-stanza it cannot hibernate. */
+    assert_int_equal(feed(&r, "<message><body>"), 0);
+    assert_false(st_xml_parser_hibernate(r.p));
+    assert_int_equal(feed(&r, "two</body></message>"), 0);
+    assert_string_equal(r.stanzas.data, "<message><body>one</body></message>\n<presence/>\n"
+                                        "<message><body>two</body></message>\n");
+    rec_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -650,6 +675,7 @@ int main(void)
         cmocka_unit_test(parser_no_callbacks_after_error),
         cmocka_unit_test(parser_many_stanzas_bounded_memory),
         cmocka_unit_test(parser_hibernation),
+        cmocka_unit_test(parser_manual_hibernation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
