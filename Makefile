@@ -43,13 +43,15 @@ fuzz: deps
 	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)"; exit 1; }
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized -Db_lundef=false
 	ninja -C build-fuzz
-	mkdir -p build-fuzz/corpus-stream
+	mkdir -p build-fuzz/corpus-stream build-fuzz/corpus-jid build-fuzz/corpus-scram
 	./build-fuzz/tests/fuzz/fuzz_stream -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-stream tests/fuzz/corpus/stream
+	./build-fuzz/tests/fuzz/fuzz_jid -max_total_time=$(FUZZ_SECONDS) -max_len=3072 build-fuzz/corpus-jid tests/fuzz/corpus/jid
+	./build-fuzz/tests/fuzz/fuzz_scram -max_total_time=$(FUZZ_SECONDS) -max_len=12288 build-fuzz/corpus-scram tests/fuzz/corpus/scram
 
-# Tracked figures (docs/PERFORMANCE.md); the comparison harness comes with the bench issue.
+# Starling side by side with Prosody and ejabberd (docs/PERFORMANCE.md). Not part of
+# `make test`. Smoke run: make bench BENCH_ARGS=--quick; see bench/run.py --help.
 bench: build
-	ulimit -n 20000; /usr/bin/python3 bench/session_memory.py -n 2000
-	ulimit -n 20000; /usr/bin/python3 bench/session_memory.py -n 2000 --tls
+	/usr/bin/python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
 
 install: build
 	meson install -C $(BUILD)

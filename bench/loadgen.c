@@ -84,6 +84,7 @@ struct opts {
     const char *domain;
     const char *user_prefix;
     const char *password;
+    const char *scram_cache;
     unsigned accounts;
     unsigned first;     /* global index of this process's first session */
     unsigned sessions;
@@ -124,6 +125,13 @@ struct lg {
 };
 
 static struct lg G;
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 /* ---- helpers ---- */
 
@@ -367,7 +375,10 @@ static void start_auth(struct sess *s, long feat_end)
     snprintf(want, sizeof want, ">%s<", mn);
     const char *hit = memmem(s->in.data, (size_t)feat_end, want, strlen(want));
     if (!hit) {
-        kill_sess(s, E_AUTH, s->in.data, (size_t)feat_end);
+        char d[96];
+        int k = snprintf(d, sizeof d, "mechanism %s not offered%s", mn,
+                         G.o.tls ? "" : " (without TLS)");
+        kill_sess(s, E_AUTH, d, (size_t)k);
         return;
     }
     char user[128], b64[ST_BENCH_SASL_MAX], msg[ST_BENCH_SASL_MAX + 128];
@@ -819,7 +830,7 @@ static void run_loop(double secs, bool (*done)(void))
     uint64_t deadline = st_bench_now_ns() + (uint64_t)(secs * 1e9);
     uint64_t tmo_ns = (uint64_t)(G.o.timeout * 1e9);
     uint64_t last_check = 0;
-    while ((!done || !done()) && st_bench_now_ns() < deadline) {
+    while ((!done || !done()) && st_bench_now_ns() < deadline && !stop_requested) {
         while (G.started < G.o.sessions && G.active_negotiations < G.o.concurrency)
             start_session(G.started);
         flush_dirty();
@@ -831,8 +842,12 @@ static void run_loop(double secs, bool (*done)(void))
         if (now - last_check > 500000000u) {
             last_check = now;
             for (unsigned i = 0; i < G.started; i++)
-                if (is_negotiating(&G.s[i]) && now - G.s[i].t_start > tmo_ns)
-                    kill_sess(&G.s[i], E_TIMEOUT, "login timed out", 15);
+                if (is_negotiating(&G.s[i]) && now - G.s[i].t_start > tmo_ns) {
+                    char d[64];
+                    int k = snprintf(d, sizeof d, "login timed out in state %d",
+                                     (int)G.s[i].st);
+                    kill_sess(&G.s[i], E_TIMEOUT, d, (size_t)k);
+                }
         }
     }
 }
@@ -840,6 +855,58 @@ static void run_loop(double secs, bool (*done)(void))
 static bool all_logged_in(void)
 {
     return G.started == G.o.sessions && G.active_negotiations == 0;
+}
+
+/* ---- salted-password cache file: "ACCOUNT SALT_B64 ITERATIONS HEXKEY" per line ---- */
+
+static void cache_load(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char salt[64], hex[2 * ST_BENCH_SCRAM_MAX_KEY + 2];
+        unsigned acct, iters;
+        if (sscanf(line, "%u %63s %u %66s", &acct, salt, &iters, hex) != 4 ||
+            acct >= G.o.accounts)
+            continue;
+        struct st_bench_salted *c = &G.cache[acct];
+        size_t hl = strlen(hex);
+        if (hl % 2 || hl / 2 > sizeof c->key)
+            continue;
+        for (size_t i = 0; i < hl / 2; i++) {
+            unsigned v;
+            if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+                break;
+            c->key[i] = (unsigned char)v;
+        }
+        snprintf(c->salt_b64, sizeof c->salt_b64, "%s", salt);
+        c->iterations = iters;
+        c->valid = true;
+    }
+    fclose(f);
+}
+
+static void cache_save(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    size_t kl = G.o.mech == ST_BENCH_SCRAM_SHA256 ? 32 : 20;
+    for (unsigned a = 0; a < G.o.accounts; a++) {
+        const struct st_bench_salted *c = &G.cache[a];
+        if (!c->valid)
+            continue;
+        fprintf(f, "%u %s %u ", a, c->salt_b64, c->iterations);
+        for (size_t i = 0; i < kl; i++)
+            fprintf(f, "%02x", c->key[i]);
+        fputc('\n', f);
+    }
+    if (fclose(f) == 0)
+        rename(tmp, path);
 }
 
 /* ---- command line and report ---- */
@@ -857,7 +924,9 @@ static void usage(void)
             "  --tls           STARTTLS   --mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256\n"
             "  --pairs P --window W --size BYTES (200) --duration T --warmup S (1)\n"
             "  --raw           message mode through bench/relay, no XMPP\n"
-            "  --timeout S     per-login timeout (60)  --server-pid PID  --json\n");
+            "  --timeout S     per-login timeout (60)  --server-pid PID  --json\n"
+            "  --scram-cache FILE  keep salted passwords across runs, as clients do\n"
+            "SIGTERM/SIGINT end an idle hold early (the report is still printed).\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -876,6 +945,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"json", 0, 0, 'j'},   {"mode", 1, 0, 'M'},        {"raw", 0, 0, 'r'},
         {"size", 1, 0, 'z'},   {"first", 1, 0, 'f'},       {"concurrency", 1, 0, 'c'},
         {"warmup", 1, 0, 'w'}, {"timeout", 1, 0, 'o'},     {"help", 0, 0, '?'},
+        {"scram-cache", 1, 0, 'C'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -925,6 +995,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             break;
         case 'r': o->raw = true; break;
+        case 'C': o->scram_cache = optarg; break;
         case 'z': o->size = (unsigned)strtoul(optarg, &end, 10); break;
         case 'f': o->first = (unsigned)strtoul(optarg, &end, 10); break;
         case 'c': o->concurrency = (unsigned)strtoul(optarg, &end, 10); break;
@@ -1035,6 +1106,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop_signal);
+    signal(SIGINT, on_stop_signal);
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -1064,6 +1137,8 @@ int main(int argc, char **argv)
         SSL_CTX_set_session_cache_mode(G.ssl_ctx, SSL_SESS_CACHE_OFF);
     }
 
+    if (G.o.scram_cache && G.o.mech != ST_BENCH_PLAIN)
+        cache_load(G.o.scram_cache);
     struct st_bench_proc p0, p_ready, pm0 = {0}, pm1;
     st_bench_proc_sample(G.o.server_pid, &p0);
     G.t_login_start = st_bench_now_ns();
@@ -1103,6 +1178,8 @@ int main(int argc, char **argv)
         pm0 = pm1;
     }
     report(&p0, &p_ready, &pm0, &pm1, msg_secs);
+    if (G.o.scram_cache && G.o.mech != ST_BENCH_PLAIN && G.pbkdf2_runs > 0)
+        cache_save(G.o.scram_cache);
 
     unsigned long errors = 0;
     for (int k = 0; k < E_COUNT; k++)

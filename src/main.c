@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "cli/cmd_check_dns.h"
 #include "net/tls.h"
 #include "st_config.h"
 #include "xmpp/module.h"
@@ -97,6 +98,7 @@ static int cmd_check(const char *config)
         st_free(cert);
         st_free(key);
     }
+    st_cmd_check_dns(&s);
     st_settings_free(&s);
     if (bad)
         fprintf(stderr, "check failed\n");

@@ -27,6 +27,8 @@ ALLOWED = {
     "storage": {"base", "event"},
     "xmpp": {"base", "event", "net", "xml", "storage", "transport", "mod"},
     "transport": {"base", "event", "net", "xml", "xmpp", "storage"},
+    # the HTTP server sits beside the transports it serves (BOSH, WebSocket)
+    "http": {"base", "event", "net", "xml", "xmpp", "storage", "transport"},
     "mod": {"base", "xml", "storage"},
     "cli": {"base", "event", "net", "xml", "xmpp", "storage"},
 }

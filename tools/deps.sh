@@ -6,8 +6,10 @@
 # apt-get line is printed and the script fails.
 set -eu
 BUILD="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libexpat1-dev libssl-dev
- libsqlite3-dev libidn2-dev libutf8proc-dev libc-ares-dev libyaml-dev libcmocka-dev"
-TEST="python3 python3-pytest python3-slixmpp libstrophe-dev openssl procps"
+ libsqlite3-dev libidn2-dev libutf8proc-dev libc-ares-dev libyaml-dev libcmocka-dev
+ libwslay-dev"
+TEST="python3 python3-pytest python3-slixmpp libstrophe-dev openssl procps
+ chromium nginx biboumi ngircd dnsmasq prosody iproute2"
 case "${1:-build}" in
   build) want="$BUILD" ;;
   test) want="$BUILD $TEST" ;;

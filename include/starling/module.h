@@ -31,6 +31,7 @@
 #include "base/mem.h"
 #include "storage/storage.h"
 #include "xml/node.h"
+#include "xmpp/components.h"
 #include "xmpp/jid.h"
 
 struct st_server;
@@ -88,6 +89,32 @@ int st_module_timer(struct st_module *m, uint64_t interval_ms, void (*cb)(struct
  * use the interface another module exports in its own src/mod/ header (presence uses the
  * roster's cache); modules load in the order of the built-in table and unload in reverse. */
 struct st_module *st_module_find(struct st_server *srv, const char *name);
+
+/* ---- HTTP routes (src/http/) ---- */
+struct st_http_request;
+/* Called on the loop for each request to a registered path; must answer it (now or later)
+ * with st_http_respond. req is valid until answered. */
+typedef void (*st_http_handler)(struct st_http_request *req, void *ud);
+/* Registers handler for requests whose path equals path ("/.well-known/host-meta"), or, when
+ * path ends in '/', starts with it. OPTIONS preflights and CORS headers are handled by the
+ * HTTP layer. Routes live until the HTTP layer stops. Returns 0 or ST_EEXIST. */
+int st_module_http_route(struct st_module *m, const char *path, st_http_handler handler,
+                         void *ud);
+/* Request accessors (borrowed strings, valid while req is): the method ("GET"), the path
+ * without query, the query or NULL, a header by lower-case name or NULL, the Host header's
+ * name without port (lower-cased) or NULL, and whether it arrived over TLS (or through a
+ * trusted TLS-terminating proxy). */
+const char *st_http_method(const struct st_http_request *req);
+const char *st_http_path(const struct st_http_request *req);
+const char *st_http_query(const struct st_http_request *req);
+const char *st_http_header(const struct st_http_request *req, const char *name);
+const char *st_http_host(struct st_http_request *req);
+bool st_http_secure(const struct st_http_request *req);
+/* Answers req (and frees it): status line, Content-Type (NULL = none), Content-Length,
+ * CORS headers when the Origin is allowed, extra_headers (NULL or complete "Name: value\r\n"
+ * lines), then len bytes of body (borrowed). */
+void st_http_respond(struct st_http_request *req, int status, const char *content_type,
+                     const char *extra_headers, const void *body, size_t len);
 
 /* ---- sending and replying ---- */
 /* Routes a server-generated stanza (borrows it: the caller keeps its reference). 'from' must be
@@ -175,6 +202,23 @@ void st_disco_foreach_identity(struct st_server *srv,
                                void (*fn)(const char *category, const char *type, const char *name,
                                           void *ud),
                                void *ud);
+
+/* ---- external components (XEP-0114) ----
+ * A configured component serves its domain and every subdomain; stanzas to them fire
+ * "<kind>/component". "component-connected" / "component-disconnected" fire (ev->host = the
+ * component's domain, origin NULL) when its stream authenticates / goes away. */
+/* The configured component whose domain is exactly domain, or NULL. Borrowed (valid until the
+ * configuration is reloaded: look it up again in each callback). */
+const struct st_component_settings *st_component_find(struct st_server *srv, const char *domain);
+/* True while the component serving domain (domain or a parent) has an authenticated stream. */
+bool st_component_connected(struct st_server *srv, const char *domain);
+/* The virtual host a component belongs to: the deepest host its domain is below, else the
+ * first host. Borrowed. Used as the 'from' of server-generated stanzas to the component. */
+const char *st_component_host(struct st_server *srv, const char *domain);
+/* Appends <item jid='component' name='...'/> to query (a disco#items <query/>) for each
+ * connected component listed under host (XEP-0030 §4; the name comes from the identity the
+ * component announced in disco#info when it connected). */
+void st_disco_items(struct st_server *srv, const char *host, struct st_xml *query);
 
 /* Parses one serialised stanza (as written by st_xml_serialize with parent_ns ST_NS_CLIENT)
  * back into a tree, for modules that store stanzas (e.g. pending subscription requests).

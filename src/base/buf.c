@@ -36,7 +36,7 @@ static int reserve(struct st_buf *b, size_t extra)
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return 0;
-    size_t cap = b->cap ? b->cap : 64;
+    size_t cap = b->cap ? b->cap : 256; /* most stanzas fit without a realloc */
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     b->data = st_realloc(b->data, cap);
@@ -44,7 +44,7 @@ static int reserve(struct st_buf *b, size_t extra)
     return 0;
 }
 
-int st_buf_append(struct st_buf *b, const void *data, size_t n)
+int st_buf_append_slow(struct st_buf *b, const void *data, size_t n)
 {
     int rc = reserve(b, n);
     if (rc)
@@ -54,11 +54,6 @@ int st_buf_append(struct st_buf *b, const void *data, size_t n)
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
-}
-
-int st_buf_puts(struct st_buf *b, const char *s)
-{
-    return st_buf_append(b, s, strlen(s));
 }
 
 int st_buf_printf(struct st_buf *b, const char *fmt, ...)

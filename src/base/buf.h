@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct st_buf {
     char *data;   /* owned; NUL-terminated when len < cap */
@@ -21,9 +22,25 @@ void st_buf_free(struct st_buf *b);
 /* Empties the buffer, keeping its storage. */
 void st_buf_reset(struct st_buf *b);
 /* Appends n bytes; returns 0 or ST_ELIMIT (buffer unchanged). */
-int st_buf_append(struct st_buf *b, const void *data, size_t n);
+int st_buf_append_slow(struct st_buf *b, const void *data, size_t n);
+/* The common case (the bytes fit in the storage already there) inline: serialisation calls
+ * this a dozen times per stanza. */
+static inline int st_buf_append(struct st_buf *b, const void *data, size_t n)
+{
+    if (b->data && n < b->cap - b->len && n <= b->max - b->len) {
+        if (n)
+            memcpy(b->data + b->len, data, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return st_buf_append_slow(b, data, n);
+}
 /* Appends a NUL-terminated string. */
-int st_buf_puts(struct st_buf *b, const char *s);
+static inline int st_buf_puts(struct st_buf *b, const char *s)
+{
+    return st_buf_append(b, s, strlen(s));
+}
 /* Appends formatted text. */
 int st_buf_printf(struct st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s escaped for XML character data or attribute values (&, <, >, ', "). */

@@ -71,7 +71,9 @@ static int on_items(struct st_event *ev, void *ud)
     if (st_xml_attr(query, "node"))
         return st_reply_error(ev, "cancel", "item-not-found", NULL);
     struct st_xml *r = st_iq_result(ev->stanza);
-    st_xml_add_child(r, "query", NS_ITEMS);
+    struct st_xml *q = st_xml_add_child(r, "query", NS_ITEMS);
+    if (!ev->to->local)
+        st_disco_items(ev->srv, ev->to->domain, q); /* connected components (XEP-0114) */
     return st_reply(ev, r);
 }
 

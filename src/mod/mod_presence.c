@@ -239,7 +239,9 @@ static int on_presence(struct st_event *ev, void *ud)
 {
     struct pres *ps = P(ud);
     const char *type = st_xml_attr(ev->stanza, "type");
-    bool remote = strcmp(ev->name, "presence/remote") == 0;
+    /* A component (XEP-0114) is another server as far as RFC 6121 is concerned. */
+    bool remote = strcmp(ev->name, "presence/remote") == 0 ||
+                  strcmp(ev->name, "presence/component") == 0;
     bool probe = type && strcmp(type, "probe") == 0;
     if (!ev->to || !ev->from)
         return ST_EV_PASS;
@@ -290,6 +292,7 @@ static int presence_load(struct st_module *m, const void *options)
     st_module_hook(m, "presence/bare", on_presence, m, 0);
     st_module_hook(m, "presence/full", on_presence, m, 0);
     st_module_hook(m, "presence/remote", on_presence, m, 0);
+    st_module_hook(m, "presence/component", on_presence, m, 0);
     st_module_hook(m, "session-closed", on_closed, m, 0);
     return 0;
 }

@@ -424,7 +424,9 @@ static int on_presence(struct st_event *ev, void *ud)
     enum st_sub_event sev;
     if (!st_sub_event_parse(st_xml_attr(ev->stanza, "type"), &sev))
         return ST_EV_PASS;
-    bool remote = strcmp(ev->name, "presence/remote") == 0;
+    /* A component (XEP-0114) is another server as far as RFC 6121 is concerned. */
+    bool remote = strcmp(ev->name, "presence/remote") == 0 ||
+                  strcmp(ev->name, "presence/component") == 0;
     if (ev->origin) {
         /* The sender's server: a local user manages a subscription (§3.x.2). */
         if (!ev->to || !ev->to->domain)
@@ -545,6 +547,7 @@ static int roster_load(struct st_module *m, const void *options)
     st_module_hook(m, "presence/bare", on_presence, m, 10);
     st_module_hook(m, "presence/full", on_presence, m, 10);
     st_module_hook(m, "presence/remote", on_presence, m, 10);
+    st_module_hook(m, "presence/component", on_presence, m, 10);
     st_module_hook(m, "session-available", on_available, m, 0);
     st_module_hook(m, "session-closed", on_closed, m, -100);
     st_module_hook(m, "stream-features", on_features, m, 0);

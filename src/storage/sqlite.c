@@ -368,9 +368,17 @@ static int sq_open(const char *path, void **out, char **err)
     (void)chmod(file.data, 0600);
     sqlite3_busy_timeout(d->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(d->db, 1);
-    char *mode = pragma(d->db, "PRAGMA journal_mode=WAL");
-    bool wal = mode && strcmp(mode, "wal") == 0;
-    st_free(mode);
+    /* Switching a new database to WAL needs an exclusive lock and does not wait in the busy
+     * handler, so two processes opening a fresh file at once (the CLI next to the server)
+     * would fail here: retry for as long as the busy timeout allows. */
+    bool wal = false;
+    for (int waited = 0; !wal && waited <= BUSY_TIMEOUT_MS; waited += 10) {
+        char *mode = pragma(d->db, "PRAGMA journal_mode=WAL");
+        wal = mode && strcmp(mode, "wal") == 0;
+        st_free(mode);
+        if (!wal)
+            sqlite3_sleep(10);
+    }
     char *sync = NULL, *fk = NULL;
     if (wal) {
         st_free(pragma(d->db, "PRAGMA synchronous=FULL"));

@@ -4,7 +4,9 @@
  * deadline, then stanza intake: 'from' stamping (§8.1.2.1), IQ validation
  * (§8.2.3) and hand-off to the router. One struct c2s per connection; it is
  * freed only after the connection's close completed and no asynchronous
- * storage or worker job still refers to it. */
+ * storage or worker job still refers to it. Framed transports (WebSocket,
+ * RFC 7395; BOSH, XEP-0206) reuse all of it through struct st_c2s_io: they
+ * deliver the stream events themselves and frame our output. */
 #include "transport/c2s.h"
 
 #include <stdio.h>
@@ -31,8 +33,30 @@ static void arm_close_timer(struct c2s *c);
 
 /* ---- output ---- */
 
+bool st_c2s_live(const struct c2s *c)
+{
+    return c->io ? c->io_live : c->conn != NULL;
+}
+
+void st_c2s_pause(struct c2s *c)
+{
+    if (c->conn)
+        st_conn_pause(c->conn);
+}
+
+void st_c2s_resume(struct c2s *c)
+{
+    if (c->conn)
+        st_conn_resume(c->conn);
+}
+
 static void c2s_write(struct c2s *c, const char *data, size_t len)
 {
+    if (c->io) {
+        if (c->io_live && !c->aborted)
+            c->io->write(c, data, len);
+        return;
+    }
     if (!c->conn || c->aborted)
         return;
     int rc = st_conn_write(c->conn, data, len);
@@ -50,19 +74,27 @@ void st_c2s_write_str(struct c2s *c, const char *s)
     c2s_write(c, s, strlen(s));
 }
 
+#define SCRATCH_KEEP 65536 /* a larger scratch buffer is freed after use */
+#define HIBERNATE_AFTER_MS 1000
+
 static int c2s_send_stanza(struct st_session *s, struct st_xml *stanza)
 {
     struct c2s *c = (struct c2s *)s;
-    if (!c->conn || c->aborted)
+    if (!st_c2s_live(c) || c->aborted)
         return ST_ECLOSED;
-    struct st_buf b;
-    st_buf_init(&b, c->srv->settings.limits.stanza_size * 4 + 4096);
-    int rc = st_xml_serialize(stanza, ST_NS_CLIENT, &b);
+    /* One scratch buffer per server: serialising is the hottest path, and nothing can
+     * re-enter here while it is in use (connection callbacks are deferred). */
+    struct st_buf *b = &c->srv->scratch;
+    st_buf_reset(b);
+    b->max = c->srv->settings.limits.stanza_size * 4 + 4096;
+    /* Framed transports carry each stanza as its own document: xmlns='jabber:client'. */
+    int rc = st_xml_serialize(stanza, c->io ? "" : ST_NS_CLIENT, b);
     if (rc == 0)
-        c2s_write(c, b.data, b.len);
+        c2s_write(c, b->data, b->len);
     else
         st_log_warn(s->id, "dropping outgoing %s: too large to serialise", stanza->name);
-    st_buf_free(&b);
+    if (b->cap > SCRATCH_KEEP)
+        st_buf_free(b);
     return rc;
 }
 
@@ -76,13 +108,18 @@ static void send_header(struct c2s *c, const char *client_from)
     if (c->header_sent)
         return;
     c->header_sent = true;
-    struct st_buf b;
-    st_buf_init(&b, 4096);
     const char *from = c->sess.host ? c->sess.host->name : c->srv->settings.hosts[0].name;
-    st_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='" ST_NS_CLIENT
-                    "' xmlns:stream='" ST_NS_STREAMS "' id='");
     /* RFC 6120 §4.7.3: a fresh id for every stream we open, restarts included. */
     st_rand_id(c->stream_id, sizeof c->stream_id, 128);
+    if (c->io) {
+        if (c->io_live)
+            c->io->open(c, from, client_from);
+        return;
+    }
+    struct st_buf b;
+    st_buf_init(&b, 4096);
+    st_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='" ST_NS_CLIENT
+                    "' xmlns:stream='" ST_NS_STREAMS "' id='");
     st_buf_puts(&b, c->stream_id);
     st_buf_puts(&b, "' from='");
     st_buf_put_xml_escaped(&b, from, strlen(from));
@@ -104,10 +141,27 @@ void st_c2s_stream_error(struct c2s *c, const char *condition, const char *text)
     if (c->sess.closing)
         return;
     st_log_info(c->sess.id, "stream error %s%s%s (peer %s)", condition, text ? ": " : "",
-                text ? text : "", c->conn ? st_conn_peer(c->conn) : "-");
+                text ? text : "", c->peer);
     send_header(c, NULL);
     struct st_buf b;
     st_buf_init(&b, 4096);
+    if (c->io) {
+        /* A framed stream error is its own document: it declares the stream prefix. */
+        st_buf_puts(&b, "<stream:error xmlns:stream='" ST_NS_STREAMS "'");
+        struct st_buf e;
+        st_buf_init(&e, 4096);
+        st_stream_error_write(&e, condition, text);
+        st_buf_append(&b, e.data + 13, e.len - 13); /* after "<stream:error" */
+        st_buf_free(&e);
+        c->sess.closing = true;
+        st_session_unbind(&c->sess);
+        if (c->io_live)
+            c->io->close(c, b.data, b.len);
+        st_buf_free(&b);
+        if (c->conn)
+            arm_close_timer(c);
+        return;
+    }
     st_stream_error_write(&b, condition, text);
     st_buf_puts(&b, "</stream:stream>");
     c2s_write(c, b.data, b.len);
@@ -131,6 +185,15 @@ static void c2s_close_session(struct st_session *s, const char *condition, const
     }
     if (c->sess.closing)
         return;
+    if (c->io) {
+        c->sess.closing = true;
+        st_session_unbind(&c->sess);
+        if (c->io_live)
+            c->io->close(c, NULL, 0);
+        if (c->conn)
+            arm_close_timer(c);
+        return;
+    }
     c2s_write(c, "</stream:stream>", 16);
     c->sess.closing = true;
     st_session_unbind(&c->sess);
@@ -157,10 +220,11 @@ static bool tls_available(const struct c2s *c)
 void st_c2s_send_features(struct c2s *c)
 {
     struct st_xml *f = st_xml_new("features", ST_NS_STREAMS);
-    bool tls = st_conn_is_tls(c->conn);
+    bool tls = c->sess.secure;
     const struct st_c2s_settings *cs = &c->srv->settings.c2s;
     if (!c->sess.authenticated) {
-        if (!tls && tls_available(c)) {
+        /* RFC 7395 §3.8, XEP-0206 §4: no STARTTLS inside HTTP or WebSocket framing. */
+        if (!tls && tls_available(c) && !c->io) {
             struct st_xml *st = st_xml_add_child(f, "starttls", ST_NS_TLS);
             if (cs->require_encryption)
                 st_xml_add_child(st, "required", ST_NS_TLS);
@@ -178,7 +242,8 @@ void st_c2s_send_features(struct c2s *c)
     struct st_buf b;
     st_buf_init(&b, 65536);
     /* The features element uses the stream prefix, which the serializer cannot know. */
-    st_buf_puts(&b, "<stream:features>");
+    st_buf_puts(&b, c->io ? "<stream:features xmlns:stream='" ST_NS_STREAMS "'>"
+                          : "<stream:features>");
     for (struct st_xml *ch = f->first_child; ch; ch = ch->next)
         st_xml_serialize(ch, ST_NS_CLIENT, &b);
     st_buf_puts(&b, "</stream:features>");
@@ -329,11 +394,14 @@ static void on_stanza(void *ud, struct st_xml *x)
         st_xml_unref(x);
         return;
     }
-    bool tls = st_conn_is_tls(c->conn);
+    bool tls = c->sess.secure;
     const struct st_c2s_settings *cs = &c->srv->settings.c2s;
 
     if (strcmp(x->ns, ST_NS_TLS) == 0 && strcmp(x->name, "starttls") == 0) {
-        if (tls || c->sess.authenticated || !tls_available(c)) {
+        if (c->io) {
+            st_c2s_write_str(c, "<failure xmlns='" ST_NS_TLS "'/>");
+            c2s_close_session(&c->sess, NULL, NULL);
+        } else if (tls || c->sess.authenticated || !tls_available(c)) {
             c2s_write(c, "<failure xmlns='" ST_NS_TLS "'/></stream:stream>", 54);
             c->sess.closing = true;
             st_xml_parser_stop(c->parser);
@@ -429,6 +497,8 @@ static const struct st_xml_parser_cb parser_cb = {
 
 void st_c2s_apply_limits(struct c2s *c)
 {
+    if (!c->parser)
+        return;
     const struct st_limits *l = &c->srv->settings.limits;
     struct st_xml_limits xl = {
         .max_stanza_bytes = c->sess.authenticated ? l->stanza_size : l->stanza_size_preauth,
@@ -469,8 +539,10 @@ void st_c2s_stop_timer(struct c2s *c)
 
 static void c2s_maybe_free(struct c2s *c)
 {
-    if (c->conn || c->pending || c->timer)
+    if (c->conn || c->pending || c->timer || c->io_live)
         return;
+    if (c->io && c->io->destroy)
+        c->io->destroy(c);
     st_c2s_sasl_clear(c);
     if (c->parser)
         st_xml_parser_free(c->parser);
@@ -480,9 +552,14 @@ static void c2s_maybe_free(struct c2s *c)
 
 static void on_close(struct st_conn *conn, int err)
 {
-    struct c2s *c = st_conn_data(conn);
+    st_c2s_gone(st_conn_data(conn), err);
+}
+
+void st_c2s_gone(struct c2s *c, int err)
+{
     st_log_info(c->sess.id, "disconnected%s%s", err ? ": " : "", err ? st_strerror(err) : "");
     c->conn = NULL;
+    c->io_live = false;
     c->sess.closing = true;
     st_session_unbind(&c->sess);
     st_map_del(&c->srv->sessions_all, c->sess.id);
@@ -529,6 +606,23 @@ static void arm_close_timer(struct c2s *c)
     uv_timer_start(c->timer, on_close_timeout, CLOSE_TIMEOUT_MS, 0);
 }
 
+static struct c2s *c2s_new(struct st_server *srv, struct st_conn *conn, bool secure,
+                           const char *peer)
+{
+    struct c2s *c = ST_NEW(struct c2s);
+    c->srv = srv;
+    c->conn = conn;
+    st_session_init(&c->sess, srv, &c2s_ops, c);
+    c->sess.secure = secure;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->timer = st_malloc(sizeof *c->timer);
+    uv_timer_init(srv->loop, c->timer);
+    c->timer->data = c;
+    uv_timer_start(c->timer, on_negotiation_timeout, srv->settings.c2s.negotiation_timeout, 0);
+    st_map_set(&srv->sessions_all, c->sess.id, &c->sess);
+    return c;
+}
+
 void st_c2s_accept(void *ud, struct st_conn *conn)
 {
     struct st_server *srv = ud;
@@ -536,11 +630,7 @@ void st_c2s_accept(void *ud, struct st_conn *conn)
         st_conn_abort(conn);
         return;
     }
-    struct c2s *c = ST_NEW(struct c2s);
-    c->srv = srv;
-    c->conn = conn;
-    st_session_init(&c->sess, srv, &c2s_ops, c);
-    c->sess.secure = st_conn_is_tls(conn);
+    struct c2s *c = c2s_new(srv, conn, st_conn_is_tls(conn), st_conn_peer(conn));
     st_conn_set_handler(conn, &conn_handler, c);
     st_conn_set_output_limit(conn, srv->settings.limits.output_queue);
     const struct st_limits *l = &srv->settings.limits;
@@ -550,13 +640,125 @@ void st_c2s_accept(void *ud, struct st_conn *conn)
         .max_attrs = (unsigned)l->max_attributes,
     };
     c->parser = st_xml_parser_new(&parser_cb, c, &xl);
-    c->timer = st_malloc(sizeof *c->timer);
-    uv_timer_init(srv->loop, c->timer);
-    c->timer->data = c;
-    uv_timer_start(c->timer, on_negotiation_timeout, srv->settings.c2s.negotiation_timeout, 0);
-    st_map_set(&srv->sessions_all, c->sess.id, &c->sess);
+    /* Busy streams keep expat's state; st_c2s_sweep releases it once they go quiet. */
+    st_xml_parser_set_manual_hibernate(c->parser, true);
     st_log_info(c->sess.id, "connection from %s%s", st_conn_peer(conn),
                 c->sess.secure ? " (direct TLS)" : "");
+}
+
+void st_c2s_sweep(struct st_server *srv)
+{
+    uint64_t now = uv_now(srv->loop);
+    for (struct st_map_entry *e = st_map_first(&srv->sessions_all); e;
+         e = st_map_next(&srv->sessions_all, e)) {
+        struct c2s *c = e->value;
+        if (c->parser && now - c->sess.last_active_ms >= HIBERNATE_AFTER_MS)
+            st_xml_parser_hibernate(c->parser);
+    }
+}
+
+void st_c2s_accept_data(struct st_server *srv, struct st_conn *conn, const char *data,
+                        size_t len)
+{
+    st_c2s_accept(srv, conn);
+    if (st_conn_data(conn) && !srv->shutting_down)
+        on_read(conn, data, len);
+}
+
+struct c2s *st_c2s_new_framed(struct st_server *srv, const struct st_c2s_io *io, void *io_data,
+                              struct st_conn *conn, bool secure, const char *peer)
+{
+    struct c2s *c = c2s_new(srv, conn, secure, peer);
+    c->io = io;
+    c->io_data = io_data;
+    c->io_live = true;
+    return c;
+}
+
+void st_c2s_stream_open(struct c2s *c, const struct st_xml *header)
+{
+    on_stream_open(c, header);
+}
+
+void st_c2s_element(struct c2s *c, struct st_xml *x)
+{
+    on_stanza(c, x);
+}
+
+void st_c2s_stream_end(struct c2s *c)
+{
+    on_stream_close(c);
+}
+
+/* st_c2s_parse_element: the stream parser wants a stream, so the element is wrapped. */
+struct parse_one {
+    struct st_xml *got;
+    int count;
+    enum st_xml_parse_error err;
+    bool closed;
+};
+
+static void p1_stanza(void *ud, struct st_xml *x)
+{
+    struct parse_one *p = ud;
+    if (p->count++ == 0)
+        p->got = x;
+    else
+        st_xml_unref(x);
+}
+
+static void p1_error(void *ud, enum st_xml_parse_error err, const char *text)
+{
+    (void)text;
+    ((struct parse_one *)ud)->err = err;
+}
+
+static void p1_close(void *ud)
+{
+    ((struct parse_one *)ud)->closed = true;
+}
+
+struct st_xml *st_c2s_parse_element(const char *data, size_t len, const struct st_limits *l,
+                                    bool authenticated, const char **cond)
+{
+    static const char open_tag[] = "<stream:stream xmlns='" ST_NS_CLIENT
+                                   "' xmlns:stream='" ST_NS_STREAMS "'>";
+    static const char close_tag[] = "</stream:stream>";
+    struct parse_one p = {0};
+    struct st_xml_parser_cb cb = {.stanza = p1_stanza, .error = p1_error,
+                                  .stream_close = p1_close};
+    size_t max = authenticated ? l->stanza_size : l->stanza_size_preauth;
+    struct st_xml_limits lim = {.max_stanza_bytes = max, .max_depth = (unsigned)l->max_depth,
+                                .max_attrs = (unsigned)l->max_attributes};
+    *cond = NULL;
+    /* An XML declaration may only start a document: strip a leading one (RFC 7395 §3.3.3
+     * forbids it too, but clients send it). */
+    if (len > 5 && memcmp(data, "<?xml", 5) == 0) {
+        const char *e = memchr(data, '>', len);
+        if (e) {
+            len -= (size_t)(e + 1 - data);
+            data = e + 1;
+        }
+    }
+    struct st_xml_parser *xp = st_xml_parser_new(&cb, &p, &lim);
+    int rc = st_xml_parser_feed(xp, open_tag, sizeof open_tag - 1);
+    if (rc == 0)
+        rc = st_xml_parser_feed(xp, data, len);
+    if (rc == 0 && !p.err)
+        rc = st_xml_parser_feed(xp, close_tag, sizeof close_tag - 1);
+    st_xml_parser_free(xp);
+    if (p.err || rc != 0 || p.count != 1 || !p.closed) {
+        st_xml_unref(p.got);
+        switch (p.err) {
+        case ST_XML_ERR_RESTRICTED: *cond = "restricted-xml"; break;
+        case ST_XML_ERR_POLICY: *cond = "policy-violation"; break;
+        case ST_XML_ERR_UNSUPPORTED_ENCODING: *cond = "unsupported-encoding"; break;
+        case ST_XML_ERR_BAD_PREFIX: *cond = "bad-namespace-prefix"; break;
+        default: *cond = "not-well-formed"; break;
+        }
+        return NULL;
+    }
+    return p.got;
 }
 
 bool st_session_is_c2s(const struct st_session *s)

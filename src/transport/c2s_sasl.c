@@ -48,7 +48,7 @@ static bool any_cb(struct c2s *c)
 
 static bool plain_allowed(struct c2s *c)
 {
-    return c->srv->settings.c2s.allow_plain && c->conn && st_conn_is_tls(c->conn);
+    return c->srv->settings.c2s.allow_plain && c->sess.secure;
 }
 
 void st_c2s_sasl_features(struct c2s *c, struct st_xml *f)
@@ -130,7 +130,7 @@ void st_c2s_sasl_failure(struct c2s *c, const char *condition, const char *text)
 static void auth_failed(struct c2s *c, const char *user)
 {
     st_log_info(c->sess.id, "authentication failed for %s@%s from %s (%s)", user ? user : "?",
-                c->sess.host->name, c->conn ? st_conn_peer(c->conn) : "-",
+                c->sess.host->name, c->peer,
                 c->sasl_mech ? c->sasl_mech : "?");
     st_c2s_sasl_failure(c, "not-authorized", NULL);
 }
@@ -145,10 +145,12 @@ static void auth_succeeded(struct c2s *c, const char *user, const unsigned char 
                 c->sasl_mech ? c->sasl_mech : "?");
     send_sasl(c, "success", extra, extra_len, false);
     st_c2s_sasl_clear(c);
-    /* RFC 6120 §6.4.6: a new stream follows, with the post-authentication limits. */
+    /* RFC 6120 §6.4.6: a new stream follows, with the post-authentication limits. Framed
+     * transports parse each message or body on its own and need no reset. */
     c->header_sent = false;
     c->stream_open = false;
-    st_xml_parser_reset(c->parser);
+    if (c->parser)
+        st_xml_parser_reset(c->parser);
     st_c2s_apply_limits(c);
 }
 
@@ -214,8 +216,8 @@ static void plain_done(void *ud)
 {
     struct plain_job *j = ud;
     struct c2s *c = j->c;
-    if (c->conn && !c->sess.closing) {
-        st_conn_resume(c->conn);
+    if (st_c2s_live(c) && !c->sess.closing) {
+        st_c2s_resume(c);
         if (!j->ok)
             auth_failed(c, j->user);
         else if (!authzid_ok(c, j->user, j->authzid))
@@ -264,7 +266,7 @@ static void start_plain(struct c2s *c, const unsigned char *data, long len)
     j->pwlen = (size_t)(data + len - nul2 - 1);
     j->password = st_strndup((const char *)nul2 + 1, j->pwlen);
     c->pending++;
-    st_conn_pause(c->conn);
+    st_c2s_pause(c);
     if (!j->user || st_account_get_cred(c->srv->storage, c->sess.host->name, j->user,
                                         ST_SCRAM_SHA256, plain_got_cred, j) != 0)
         plain_got_cred(j, ST_ENOTFOUND, NULL);
@@ -314,8 +316,8 @@ static void scram_got_cred(void *ud, int rc, const struct st_scram_cred *cred)
     struct scram_lookup *l = ud;
     struct c2s *c = l->c;
     st_free(l);
-    if (c->conn && !c->sess.closing && c->scram) {
-        st_conn_resume(c->conn);
+    if (st_c2s_live(c) && !c->sess.closing && c->scram) {
+        st_c2s_resume(c);
         char *out = NULL;
         enum st_scram_result r = st_scram_server_set_cred(
             c->scram, rc == 0 ? cred : NULL, c->srv->dummy_secret, sizeof c->srv->dummy_secret,
@@ -351,7 +353,7 @@ static void scram_step(struct c2s *c, const unsigned char *data, long len)
             struct scram_lookup *l = ST_NEW(struct scram_lookup);
             l->c = c;
             c->pending++;
-            st_conn_pause(c->conn);
+            st_c2s_pause(c);
             if (!user || st_account_get_cred(c->srv->storage, c->sess.host->name, user,
                                              c->scram_hash, scram_got_cred, l) != 0)
                 scram_got_cred(l, ST_ENOTFOUND, NULL);
@@ -425,7 +427,7 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
             goto out;
         }
         if (strcmp(mech, "PLAIN") == 0) {
-            if (!st_conn_is_tls(c->conn)) {
+            if (!c->sess.secure) {
                 st_c2s_sasl_failure(c, "encryption-required", NULL);
                 goto out;
             }

@@ -14,25 +14,30 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Characters that need a reference: 1 in text and attributes, 2 in attributes only. */
+static const unsigned char escape_class[256] = {
+    ['&'] = 1, ['<'] = 1, ['>'] = 1, ['\r'] = 1, ['\''] = 2, ['"'] = 2, ['\n'] = 2, ['\t'] = 2,
+};
+
 int st_xml_put_escaped(struct st_buf *out, const char *s, size_t n, bool in_attr)
 {
     size_t start = 0;
     int rc = 0;
+    unsigned char mask = in_attr ? 3 : 1;
     for (size_t i = 0; i < n && !rc; i++) {
+        if (!(escape_class[(unsigned char)s[i]] & mask))
+            continue;
         const char *rep;
         switch (s[i]) {
         case '&': rep = "&amp;"; break;
         case '<': rep = "&lt;"; break;
         case '>': rep = "&gt;"; break;
-        case '\'': rep = in_attr ? "&apos;" : NULL; break;
-        case '"': rep = in_attr ? "&quot;" : NULL; break;
+        case '\'': rep = "&apos;"; break;
+        case '"': rep = "&quot;"; break;
         case '\r': rep = "&#13;"; break;
-        case '\n': rep = in_attr ? "&#10;" : NULL; break;
-        case '\t': rep = in_attr ? "&#9;" : NULL; break;
-        default: rep = NULL; break;
+        case '\n': rep = "&#10;"; break;
+        default: rep = "&#9;"; break;
         }
-        if (!rep)
-            continue;
         rc = st_buf_append(out, s + start, i - start);
         if (!rc)
             rc = st_buf_puts(out, rep);
@@ -78,10 +83,21 @@ static unsigned foreign_prefix(const struct st_xml *x, unsigned i, bool *first)
     return n;
 }
 
+/* Appends the three pieces a + b + c; printf would cost more than the rest of serialising. */
+static int put3(struct st_buf *out, const char *a, const char *b, const char *c)
+{
+    int rc = st_buf_puts(out, a);
+    if (!rc)
+        rc = st_buf_puts(out, b);
+    if (!rc && c)
+        rc = st_buf_puts(out, c);
+    return rc;
+}
+
 static int put_open_tag(struct st_buf *out, const struct st_xml *x, const char *scope_ns,
                         bool empty)
 {
-    int rc = st_buf_printf(out, "<%s", x->name);
+    int rc = put3(out, "<", x->name, NULL);
     if (!rc && strcmp(x->ns, scope_ns) != 0) {
         rc = st_buf_puts(out, " xmlns='");
         if (!rc)
@@ -94,9 +110,9 @@ static int put_open_tag(struct st_buf *out, const struct st_xml *x, const char *
         if (is_xmlns_attr(a))
             continue;
         if (!a->ns) {
-            rc = st_buf_printf(out, " %s='", a->name);
+            rc = put3(out, " ", a->name, "='");
         } else if (strcmp(a->ns, ST_NS_XML) == 0) {
-            rc = st_buf_printf(out, " xml:%s='", a->name);
+            rc = put3(out, " xml:", a->name, "='");
         } else {
             bool first;
             unsigned k = foreign_prefix(x, i, &first);
@@ -147,7 +163,7 @@ int st_xml_serialize(const struct st_xml *x, const char *parent_ns, struct st_bu
                 break;
             }
             n = n->parent;
-            rc = st_buf_printf(out, "</%s>", n->name);
+            rc = put3(out, "</", n->name, ">");
         }
     }
     return rc;

@@ -279,25 +279,31 @@ static int build(const char *l, size_t ll, const char *d, size_t dl, const char 
                  struct st_jid *out)
 {
     memset(out, 0, sizeof *out);
-    struct st_buf b;
     if (l && prep_local(l, ll, 0, &out->local))
         goto fail;
     if (prep_domain(d, dl, true, &out->domain))
         goto fail;
     if (r && prep_resource(r, rl, 0, &out->resource))
         goto fail;
-    st_buf_init(&b, 0); /* bounded by the three part limits */
+    /* Exact-size strings: JIDs are built for every routed stanza. */
+    size_t nl = out->local ? strlen(out->local) : 0;
+    size_t nd = strlen(out->domain);
+    size_t nr = out->resource ? strlen(out->resource) : 0;
+    size_t nbare = (out->local ? nl + 1 : 0) + nd;
+    out->bare = st_malloc(nbare + 1);
     if (out->local) {
-        (void)st_buf_puts(&b, out->local);
-        (void)st_buf_append(&b, "@", 1);
+        memcpy(out->bare, out->local, nl);
+        out->bare[nl] = '@';
     }
-    (void)st_buf_puts(&b, out->domain);
-    out->bare = st_strndup(b.data, b.len);
+    memcpy(out->bare + nbare - nd, out->domain, nd + 1);
+    size_t nfull = nbare + (out->resource ? nr + 1 : 0);
+    out->full = st_malloc(nfull + 1);
+    memcpy(out->full, out->bare, nbare);
     if (out->resource) {
-        (void)st_buf_append(&b, "/", 1);
-        (void)st_buf_puts(&b, out->resource);
+        out->full[nbare] = '/';
+        memcpy(out->full + nbare + 1, out->resource, nr);
     }
-    out->full = st_buf_take(&b);
+    out->full[nfull] = '\0';
     return 0;
 fail:
     st_jid_clear(out);

@@ -35,6 +35,8 @@ extern const struct st_module_def st_mod_version;
 extern const struct st_module_def st_mod_roster;
 extern const struct st_module_def st_mod_presence;
 extern const struct st_module_def st_mod_offline;
+extern const struct st_module_def st_mod_hostmeta;
+extern const struct st_module_def st_mod_privilege;
 
 static const struct st_module_def *const builtin[] = {
     &st_mod_disco,
@@ -43,6 +45,8 @@ static const struct st_module_def *const builtin[] = {
     &st_mod_roster,
     &st_mod_presence,
     &st_mod_offline,
+    &st_mod_hostmeta,
+    &st_mod_privilege,
     NULL,
 };
 

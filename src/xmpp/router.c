@@ -1,5 +1,5 @@
 /* Stanza routing (RFC 6120 §10, RFC 6121 §8.5). A stanza is classified by
- * its 'to' into host / bare / full / remote, the event "<kind>/<class>"
+ * its 'to' into host / bare / full / component / remote, the event "<kind>/<class>"
  * fires so modules can claim it, and otherwise the default rules of RFC
  * 6121 §8.5 apply: full-JID delivery (§8.5.3), bare-JID delivery of
  * normal/chat to the highest-priority non-negative available resource(s)
@@ -16,6 +16,7 @@
  * an account in the order they were routed. */
 #include "xmpp/router.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,28 @@
 enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
 
 static const char *kind_name[] = {"message", "presence", "iq"};
+
+/* Concatenates the NULL-terminated list of strings into out (size n). Returns false when it
+ * does not fit. Event names are built per stanza: this is cheaper than snprintf. */
+static bool join_name(char *out, size_t n, ...)
+{
+    va_list ap;
+    size_t len = 0;
+    bool ok = true;
+    va_start(ap, n);
+    for (const char *p = va_arg(ap, const char *); p; p = va_arg(ap, const char *)) {
+        size_t l = strlen(p);
+        if (len + l >= n) {
+            ok = false;
+            break;
+        }
+        memcpy(out + len, p, l);
+        len += l;
+    }
+    va_end(ap);
+    out[ok ? len : 0] = '\0';
+    return ok;
+}
 
 static int send_error(struct st_server *srv, const struct st_xml *stanza, const char *type,
                       const char *cond, const char *text)
@@ -190,8 +213,8 @@ static void dispatch_iq(struct st_server *srv, struct st_session *origin, struct
         return;
     }
     char name[512];
-    int n = snprintf(name, sizeof name, "iq-%s/%s/%s:%s", type, cls, payload->ns, payload->name);
-    if (n > 0 && (size_t)n < sizeof name) {
+    if (join_name(name, sizeof name, "iq-", type, "/", cls, "/", payload->ns, ":", payload->name,
+                  NULL)) {
         struct st_event ev = {.srv = srv, .name = name, .origin = origin, .stanza = st,
                               .from = from, .to = to, .host = to->domain};
         if (st_events_fire(&srv->events, &ev) == ST_EV_HANDLED)
@@ -452,15 +475,20 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
             st_jid_clear(&from);
             return 0;
         }
-        /* RFC 6120 §10.3: no 'to' means the sender's own account. */
+        /* RFC 6120 §10.3: no 'to' means the sender's own account. Make it explicit so that
+         * replies built from this stanza carry a 'from'. */
         st_jid_make(from.local, from.domain, NULL, &to);
+        if (to.bare)
+            st_xml_set_attr(st, "to", to.bare);
     } else if (st_jid_parse(to_s, &to) != 0) {
         send_error(srv, st, "modify", "jid-malformed", NULL);
         st_jid_clear(&from);
         return 0;
     }
 
-    if (!st_host_is_local(srv, to.domain)) {
+    if (st_settings_component(&srv->settings, to.domain)) {
+        cls = "component"; /* XEP-0114: its domain and subdomains (transport/component.c) */
+    } else if (!st_host_is_local(srv, to.domain)) {
         cls = "remote";
     } else if (!to.local) {
         cls = "host";
@@ -471,12 +499,15 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
     }
 
     char name[64];
-    snprintf(name, sizeof name, "%s/%s", kind_name[k], cls);
+    join_name(name, sizeof name, kind_name[k], "/", cls, NULL);
     struct st_event ev = {.srv = srv, .name = name, .origin = origin, .stanza = st,
                           .from = &from, .to = &to, .host = to.domain};
     if (st_events_fire(&srv->events, &ev) != ST_EV_HANDLED) {
         bool account = strcmp(cls, "full") == 0 || strcmp(cls, "bare") == 0;
-        if (strcmp(cls, "remote") == 0) {
+        if (strcmp(cls, "component") == 0) {
+            if (k != K_PRESENCE)
+                send_error(srv, st, "cancel", "service-unavailable", NULL);
+        } else if (strcmp(cls, "remote") == 0) {
             if (k != K_PRESENCE)
                 send_error(srv, st, "cancel", "remote-server-not-found", NULL);
         } else if (k == K_PRESENCE) {

@@ -6,6 +6,7 @@
 #include "xmpp/server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,12 +20,17 @@
 #include "net/tls.h"
 #include "starling/module.h"
 #include "storage/storage.h"
+#include "http/http.h"
 #include "transport/c2s.h"
+#include "transport/component.h"
+#include "transport/s2s.h"
 #include "xmpp/module.h"
 #include "xmpp/router.h"
 #include "xmpp/session.h"
 
 #define SHUTDOWN_GRACE_MS 4000
+#define HOUSEKEEPING_MS 1000
+#define TRIM_AFTER_SESSIONS_GONE 256
 
 struct st_host *st_server_host(struct st_server *srv, const char *domain)
 {
@@ -154,6 +160,24 @@ static int open_listeners(struct st_server *srv)
     return opened > 0 || (l->c2s_port == 0 && l->c2s_tls_port == 0) ? 0 : ST_EIO;
 }
 
+/* ---- housekeeping ---- */
+
+/* Once a second: release the parser state of quiet streams, and after many sessions have
+ * gone, hand the freed heap back to the system (glibc keeps it otherwise, and RSS would
+ * stay at its peak after a login storm). */
+static void on_housekeeping(uv_timer_t *t)
+{
+    struct st_server *srv = t->data;
+    st_c2s_sweep(srv);
+    size_t n = srv->sessions_all.count;
+    if (n > srv->sessions_peak)
+        srv->sessions_peak = n;
+    if (srv->sessions_peak - n >= TRIM_AFTER_SESSIONS_GONE) {
+        malloc_trim(0);
+        srv->sessions_peak = n;
+    }
+}
+
 /* ---- shutdown ---- */
 
 static void close_one(struct st_session *s, void *ud)
@@ -170,6 +194,8 @@ static void stop_loop_handles(struct st_server *srv)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_timer_stop(&srv->housekeeping);
+    uv_close((uv_handle_t *)&srv->housekeeping, NULL);
 }
 
 static void on_grace_expired(uv_timer_t *t)
@@ -206,6 +232,8 @@ void st_server_shutdown(struct st_server *srv)
     for (unsigned i = 0; i < srv->nlisteners; i++)
         st_listener_close(srv->listeners[i]);
     srv->nlisteners = 0;
+    st_s2s_stop(srv);
+    st_component_stop(srv);
     /* Every stream, bound or still negotiating, gets <system-shutdown/>. */
     size_t n = 0;
     struct c2s **list = st_calloc(srv->sessions_all.count + 1, sizeof *list);
@@ -215,6 +243,7 @@ void st_server_shutdown(struct st_server *srv)
     for (size_t i = 0; i < n; i++)
         close_one(&list[i]->sess, NULL);
     st_free(list);
+    st_http_stop(srv); /* after the sessions: BOSH answers its held requests first */
     st_iq_pending_cancel_all(srv);
     st_modules_unload(srv);
     stop_loop_handles(srv);
@@ -264,6 +293,8 @@ void st_server_reload(struct st_server *srv)
     st_log_set_level((enum st_log_level)fresh.log_level);
     struct st_settings old = srv->settings;
     srv->settings = fresh;
+    st_s2s_reload(srv);                 /* copies what it needs from the fresh document */
+    srv->settings.s2s.routes = NULL;    /* points into the document freed below */
     /* Module option structs borrow from the old document: keep the module section. */
     srv->settings.modules = old.modules;
     struct st_cfg_doc keep = old.doc;
@@ -277,6 +308,7 @@ void st_server_reload(struct st_server *srv)
     for (unsigned i = 0; i < srv->nlisteners; i++)
         if (st_listener_port(srv->listeners[i]) == (int)srv->settings.listen.c2s_tls_port)
             st_listener_set_tls(srv->listeners[i], tls);
+    st_http_set_tls(srv, tls);
     st_log_info("server", "reloaded configuration%s%s", srv->config_path ? " from " : "",
                 srv->config_path ? srv->config_path : "");
 }
@@ -294,6 +326,7 @@ static void free_server(struct st_server *srv)
     st_map_free(&srv->hosts);
     st_map_free(&srv->pending_iq);
     st_map_free(&srv->sessions_all);
+    st_buf_free(&srv->scratch);
     st_events_free(&srv->events);
     for (size_t i = 0; i < srv->features_host.n; i++)
         st_free(srv->features_host.items[i]);
@@ -332,6 +365,7 @@ int st_server_run(const char *config_path)
     st_map_init(&srv->hosts);
     st_map_init(&srv->pending_iq);
     st_map_init(&srv->sessions_all);
+    st_buf_init(&srv->scratch, 0);
     st_events_init(&srv->events);
     st_rand_bytes(srv->dummy_secret, sizeof srv->dummy_secret);
 
@@ -366,6 +400,12 @@ int st_server_run(const char *config_path)
     }
     if (open_listeners(srv) != 0)
         goto out_stop;
+    if (st_s2s_start(srv) != 0)
+        goto out_stop;
+    if (st_component_start(srv) != 0)
+        goto out_stop;
+    if (st_http_start(srv) != 0)
+        goto out_stop;
 
     uv_signal_init(srv->loop, &srv->sig_term);
     uv_signal_init(srv->loop, &srv->sig_int);
@@ -374,6 +414,9 @@ int st_server_run(const char *config_path)
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
     uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(srv->loop, &srv->housekeeping);
+    srv->housekeeping.data = srv;
+    uv_timer_start(&srv->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
     st_log_info("server", "ready: serving %zu host%s", srv->settings.nhosts,
                 srv->settings.nhosts == 1 ? "" : "s");
 
@@ -388,6 +431,9 @@ out_stop:
     for (unsigned i = 0; i < srv->nlisteners; i++)
         st_listener_close(srv->listeners[i]);
     srv->nlisteners = 0;
+    st_s2s_stop(srv);
+    st_component_stop(srv);
+    st_http_stop(srv);
     st_modules_unload(srv);
     if (srv->storage)
         st_storage_close(srv->storage);

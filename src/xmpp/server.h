@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/buf.h"
 #include "base/map.h"
 #include "xmpp/events.h"
 #include "xmpp/settings.h"
@@ -17,6 +18,10 @@ struct st_storage;
 struct st_listener;
 struct st_module;
 struct st_session;
+struct st_s2s;
+struct st_http;
+struct st_component_registry;
+struct st_component_mgr;
 
 /* A local virtual host. */
 struct st_host {
@@ -45,6 +50,10 @@ struct st_server {
     struct st_listener *listeners[16];
     unsigned nlisteners;
     struct st_module *modules;  /* linked list */
+    struct st_s2s *s2s;         /* federation (transport/s2s.c), NULL when stopped */
+    struct st_http *http;       /* HTTP layer (http/http_server.c), NULL when stopped */
+    struct st_component_registry *components; /* xmpp/components.c: linked components */
+    struct st_component_mgr *component_mgr;   /* transport/component.c: listeners, streams */
     struct st_map pending_iq;   /* id -> pending server IQ */
     void *router_state;         /* router.c: account checks in flight */
     struct st_map sessions_all; /* session id -> session (unbound ones too) */
@@ -58,6 +67,9 @@ struct st_server {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_timer;
+    uv_timer_t housekeeping;    /* once a second: idle parsers, heap trimming */
+    size_t sessions_peak;       /* streams at the last trim, or the most since */
+    struct st_buf scratch;      /* serialisation buffer reused for every outgoing stanza */
     int exit_code;
 };
 

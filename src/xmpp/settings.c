@@ -41,6 +41,11 @@ static const struct st_option listen_options[] = {
         "client port with STARTTLS (RFC 6120 §5); 0 disables"),
     OPT("c2s_tls_port", ST_OPT_INT, struct st_listen_settings, c2s_tls_port, "5223", 0, 65535,
         "client port with direct TLS (XEP-0368); 0 disables"),
+    OPT("component_port", ST_OPT_INT, struct st_listen_settings, component_port, "5347", 0,
+        65535, "external component port (XEP-0114); 0 disables"),
+    OPT("component_interfaces", ST_OPT_STRLIST, struct st_listen_settings,
+        component_interfaces, "[\"127.0.0.1\"]", 0, 0,
+        "addresses the component port listens on (components are trusted: keep it local)"),
     ST_OPT_END,
 };
 
@@ -87,7 +92,7 @@ static const struct st_option delivery_options[] = {
 
 static const struct st_option s2s_options[] = {
     OPT("port", ST_OPT_INT, struct st_s2s_settings, port, "5269", 0, 65535,
-        "server-to-server port with STARTTLS (RFC 6120 §14.7); 0 disables federation in"),
+        "server-to-server port with STARTTLS (RFC 6120 §14.7); 0 disables incoming streams"),
     OPT("tls_port", ST_OPT_INT, struct st_s2s_settings, tls_port, "5270", 0, 65535,
         "server-to-server port with direct TLS (XEP-0368); 0 disables"),
     OPT("require_encryption", ST_OPT_BOOL, struct st_s2s_settings, require_encryption, "true",
@@ -124,6 +129,52 @@ static const struct st_option dns_options[] = {
     ST_OPT_END,
 };
 
+static const struct st_option http_options[] = {
+    OPT("port", ST_OPT_INT, struct st_http_settings, port, "5280", 0, 65535,
+        "plain HTTP port for BOSH, WebSocket and host-meta; 0 disables"),
+    OPT("tls_port", ST_OPT_INT, struct st_http_settings, tls_port, "5443", 0, 65535,
+        "direct TLS port serving HTTPS and XMPP (ALPN xmpp-client / http/1.1, else the first "
+        "bytes decide); 0 disables"),
+    {"interfaces", ST_OPT_STRLIST, offsetof(struct st_http_settings, interfaces),
+     "[\"127.0.0.1\"]", 0, 0, NULL, NULL, "addresses the HTTP ports listen on"},
+    OPT("cors_origins", ST_OPT_STRLIST, struct st_http_settings, cors_origins, NULL, 0, 0,
+        "origins allowed to call BOSH and host-meta cross-origin (\"*\" = any)"),
+    OPT("trusted_proxies", ST_OPT_STRLIST, struct st_http_settings, trusted_proxies, NULL, 0,
+        0, "reverse proxies (IP or CIDR) whose Forwarded (RFC 7239) / X-Forwarded-For headers "
+           "name the client"),
+    OPT("proxy_is_secure", ST_OPT_BOOL, struct st_http_settings, proxy_is_secure, "false", 0,
+        0, "treat plain HTTP from a trusted proxy as encrypted (TLS ends at the proxy)"),
+    OPT("max_header_size", ST_OPT_SIZE, struct st_http_settings, max_header_size, "8KiB",
+        KIB, MIB, "largest request line plus headers (larger: 431)"),
+    OPT("max_body_size", ST_OPT_SIZE, struct st_http_settings, max_body_size, "1MiB", KIB,
+        64 * MIB, "largest request body (larger: 413)"),
+    OPT("max_requests_per_ip", ST_OPT_INT, struct st_http_settings, max_requests_per_ip, "32",
+        1, 100000, "requests in progress at once from one client address (more: 429)"),
+    ST_OPT_END,
+};
+
+static const struct st_option bosh_options[] = {
+    OPT("max_wait", ST_OPT_DURATION, struct st_bosh_settings, max_wait, "60s", 1000, 3600000,
+        "longest time a request is held (XEP-0124 'wait')"),
+    OPT("max_hold", ST_OPT_INT, struct st_bosh_settings, max_hold, "1", 0, 10,
+        "most requests held at once (XEP-0124 'hold'); 0 = polling"),
+    OPT("max_inactivity", ST_OPT_DURATION, struct st_bosh_settings, max_inactivity, "60s",
+        1000, 3600000, "a session without any request for this long ends"),
+    OPT("max_requests", ST_OPT_INT, struct st_bosh_settings, max_requests, "2", 1, 16,
+        "simultaneous requests per session (XEP-0124 'requests')"),
+    OPT("polling", ST_OPT_DURATION, struct st_bosh_settings, polling, "2s", 0, 600000,
+        "shortest interval between polling requests of hold=0 sessions"),
+    ST_OPT_END,
+};
+
+static const struct st_option websocket_options[] = {
+    OPT("origins", ST_OPT_STRLIST, struct st_websocket_settings, origins, NULL, 0, 0,
+        "allowed Origin header values; others get 403; empty = any"),
+    OPT("max_frame_size", ST_OPT_SIZE, struct st_websocket_settings, max_frame_size, "256KiB",
+        KIB, 64 * MIB, "largest WebSocket message; larger closes with 1009 (RFC 6455 §7.4.1)"),
+    ST_OPT_END,
+};
+
 const struct st_option st_settings_options[] = {
     {"log_level", ST_OPT_ENUM, offsetof(struct st_settings, log_level), "info", 0, 0,
      log_levels, NULL, "most verbose level logged"},
@@ -145,8 +196,17 @@ const struct st_option st_settings_options[] = {
      "federation: server-to-server streams"},
     {"dns", ST_OPT_SECTION, offsetof(struct st_settings, dns), NULL, 0, 0, NULL, dns_options,
      "DNS resolution (SRV, A/AAAA) for federation"},
+    {"http", ST_OPT_SECTION, offsetof(struct st_settings, http), NULL, 0, 0, NULL, http_options,
+     "HTTP listener: BOSH, WebSocket, host-meta (RFC 9112)"},
+    {"bosh", ST_OPT_SECTION, offsetof(struct st_settings, bosh), NULL, 0, 0, NULL, bosh_options,
+     "BOSH at /http-bind (XEP-0124, XEP-0206)"},
+    {"websocket", ST_OPT_SECTION, offsetof(struct st_settings, websocket), NULL, 0, 0, NULL,
+     websocket_options, "XMPP over WebSocket at /xmpp-websocket (RFC 7395)"},
     OPT("modules", ST_OPT_RAW, struct st_settings, modules, NULL, 0, 0,
         "module name -> map of that module's options (documented by each module)"),
+    OPT("components", ST_OPT_RAW, struct st_settings, components_node, "{}", 0, 0,
+        "external components (XEP-0114): domain -> {secret, privileges, delegations} (see "
+        "`components.<domain>`)"),
     OPT("modules_disabled", ST_OPT_STRLIST, struct st_settings, modules_disabled, NULL, 0, 0,
         "default modules to turn off"),
     ST_OPT_END,
@@ -185,6 +245,7 @@ void st_settings_free(struct st_settings *s)
     if (!s)
         return;
     free_hosts(s);
+    st_components_free(s);
     st_opt_free(st_settings_options, s);
     st_cfg_doc_free(&s->doc);
     st_free(s->file);
@@ -356,6 +417,9 @@ int st_settings_load(const char *path, struct st_settings *out, char **err)
     rc = check_modules(out, file, err);
     if (rc)
         goto fail;
+    rc = st_components_load(out, file, err);
+    if (rc)
+        goto fail;
     rc = check_consistency(out, file, err);
     if (rc)
         goto fail;
@@ -456,6 +520,8 @@ int st_settings_document(struct st_buf *out)
     int rc = st_opt_document(st_settings_options, NULL, out);
     if (!rc)
         rc = st_opt_document(st_settings_host_options, "hosts.<domain>", out);
+    if (!rc)
+        rc = st_components_document(out);
     if (!rc)
         rc = st_buf_puts(out, "## `modules.<name>`\n\n"
                               "Options of each module; see the module's documentation.\n");

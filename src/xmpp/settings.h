@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "base/config.h"
+#include "xmpp/components.h"
 
 struct st_host_settings {
     char *name;        /* prepared domain (lowercase, IDNA) */
@@ -40,6 +41,8 @@ struct st_listen_settings {
     struct st_strlist interfaces; /* default ["0.0.0.0", "::"] — "::" failures are tolerated */
     int64_t c2s_port;     /* STARTTLS port (default 5222; 0 disables) */
     int64_t c2s_tls_port; /* direct TLS, XEP-0368 (default 5223; 0 disables) */
+    int64_t component_port; /* XEP-0114 external components (default 5347; 0 disables) */
+    struct st_strlist component_interfaces; /* default ["127.0.0.1"] */
 };
 
 /* RFC 6121 §8.5.2.1.1: which of several equal highest-priority resources get a normal/chat
@@ -72,6 +75,34 @@ struct st_dns_settings {
     uint64_t timeout;          /* ms per query attempt */
 };
 
+/* HTTP listener (src/http/): BOSH, WebSocket, host-meta; RFC 9112 HTTP/1.1. */
+struct st_http_settings {
+    int64_t port;                     /* plain HTTP (default 5280; 0 disables) */
+    int64_t tls_port;                 /* HTTPS + XMPP direct TLS on one port (default 5443) */
+    struct st_strlist interfaces;     /* default ["127.0.0.1"] */
+    struct st_strlist cors_origins;   /* origins allowed cross-origin ("*" = any) */
+    struct st_strlist trusted_proxies; /* IPs or CIDRs whose Forwarded/X-Forwarded-For count */
+    bool proxy_is_secure;             /* plain HTTP from a trusted proxy counts as TLS */
+    size_t max_header_size;           /* request line + headers, bytes (default 8 KiB) */
+    size_t max_body_size;             /* request body, bytes (default 1 MiB) */
+    int64_t max_requests_per_ip;      /* concurrent requests from one client address */
+};
+
+/* BOSH (XEP-0124, XEP-0206). Durations in ms. */
+struct st_bosh_settings {
+    uint64_t max_wait;       /* longest 'wait' granted (default 60 s) */
+    int64_t max_hold;        /* largest 'hold' granted (default 1) */
+    uint64_t max_inactivity; /* session dies after this long without a request (default 60 s) */
+    int64_t max_requests;    /* simultaneous requests per session (default 2) */
+    uint64_t polling;        /* shortest polling interval for hold=0 clients (default 2 s) */
+};
+
+/* WebSocket (RFC 7395, RFC 6455). */
+struct st_websocket_settings {
+    struct st_strlist origins; /* allowed Origin values; empty = any */
+    size_t max_frame_size;     /* largest message; larger closes with 1009 */
+};
+
 struct st_settings {
     char *file;          /* config path, or NULL for embedded defaults */
     struct st_cfg_doc doc; /* kept alive for RAW nodes (modules) */
@@ -88,7 +119,15 @@ struct st_settings {
     struct st_delivery_settings delivery;
     struct st_s2s_settings s2s;
     struct st_dns_settings dns;
+    struct st_http_settings http;
+    struct st_bosh_settings bosh;
+    struct st_websocket_settings websocket;
     const struct st_cfg_node *modules; /* RAW map name -> options map (NULL = defaults) */
+    /* XEP-0114 components (xmpp/components.c): the RAW map is parsed into components[] at
+     * load and then cleared */
+    const struct st_cfg_node *components_node;
+    struct st_component_settings *components;
+    size_t ncomponents;
     struct st_strlist modules_disabled; /* names of default modules turned off */
 };
 

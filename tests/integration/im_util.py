@@ -145,40 +145,11 @@ def subscribe_both(a, b):
 
 
 # -- slixmpp (flows with a real client library) ---------------------------------
-SLIX_MECHS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
+from slix import MECHS as SLIX_MECHS  # noqa: E402,F401
+from slix import run_async  # noqa: E402,F401
 
 
 def slix_client(slixmpp, jid, password):
-    """A slixmpp ClientXMPP for the test server: TLS unverified, plain SCRAM only (slixmpp
-    1.8.3 mishandles channel binding on TLS 1.3; see test_clients.py)."""
-    import ssl
-    c = slixmpp.ClientXMPP(jid, password,
-                           plugin_config={"feature_mechanisms": {"use_mechs": SLIX_MECHS}})
-    mechs = c["feature_mechanisms"]
-    default_creds = mechs._default_credentials
-
-    def creds(required, optional):
-        out = default_creds(required, optional)
-        if "channel_binding" in out:
-            out["channel_binding"] = b""
-        return out
-    mechs.sasl_callback = creds
-    c.ssl_context.check_hostname = False
-    c.ssl_context.verify_mode = ssl.CERT_NONE
-    return c
-
-
-def run_async(coro, timeout=30):
-    """Runs coro in a fresh event loop, cancelling slixmpp's leftover tasks."""
-    import asyncio
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-        asyncio.set_event_loop(None)
+    """A slixmpp ClientXMPP for the test server (see slix.py for the set-up)."""
+    import slix
+    return slix.configure(slixmpp.ClientXMPP(jid, password, plugin_config=slix.plugin_config()))

@@ -144,26 +144,15 @@ def received_before_sentinel(sender, client, timeout=3.0):
 # ---- slixmpp -------------------------------------------------------------
 
 def slix_client_class():
-    """A slixmpp ClientXMPP subclass for plain SCRAM (see test_clients.py for
-    why channel binding is hidden with slixmpp 1.8.3) that records messages."""
+    """A slixmpp ClientXMPP subclass set up as slix.py describes that records messages."""
     import slixmpp
+    import slix
     logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
 
     class SlixClient(slixmpp.ClientXMPP):
         def __init__(self, jid, password, priority=0, send_presence=True):
-            super().__init__(jid, password, plugin_config={
-                "feature_mechanisms": {"use_mechs": ["SCRAM-SHA-256", "SCRAM-SHA-1"]}})
-            mechs = self["feature_mechanisms"]
-            default_creds = mechs._default_credentials
-
-            def creds(required, optional):
-                out = default_creds(required, optional)
-                if "channel_binding" in out:
-                    out["channel_binding"] = b""
-                return out
-            mechs.sasl_callback = creds
-            self.ssl_context.check_hostname = False
-            self.ssl_context.verify_mode = ssl.CERT_NONE
+            super().__init__(jid, password, plugin_config=slix.plugin_config())
+            slix.configure(self)
             self.register_plugin("xep_0030")
             self.register_plugin("xep_0203")
             self.register_plugin("xep_0199")
@@ -197,18 +186,8 @@ def slix_client_class():
 
 def run_async(coro, deadline=30):
     """Runs one slixmpp scenario in a fresh event loop and cleans up its tasks."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, deadline))
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-        asyncio.set_event_loop(None)
+    import slix
+    return slix.run_async(coro, deadline)
 
 
 def parse(xml):

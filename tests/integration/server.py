@@ -129,6 +129,11 @@ def default_config(workdir, c2s_port, c2s_tls_port):
             "max_attributes": 64,
             "output_queue": "2MiB",
         },
+        # the HTTP ports are off unless a test asks for them (web_util.web_config)
+        "http": {"port": 0, "tls_port": 0},
+        # No federation listeners: several test servers run side by side (s2s tests set
+        # their own ports inside network namespaces).
+        "s2s": {"port": 0, "tls_port": 0},
         "modules": {
             "ping": {"interval": "300s", "timeout": "60s"},
             "version": {},

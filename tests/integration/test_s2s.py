@@ -1,0 +1,446 @@
+"""Federation between two Starling servers on a private network of network
+namespaces (see s2s_util.py), with the DNS answers served by dnsmasq.
+
+Servers: a.test (10.99.0.1) and b.test (10.99.0.2) hold certificates from the
+test CA and trust it: they authenticate each other with SASL EXTERNAL
+(RFC 6120 §6, XEP-0178) over STARTTLS; a.test reaches b.test through a static
+route, b.test finds a.test through DNS SRV (RFC 6120 §3.2.1). c.test
+(10.99.0.3) has a self-signed certificate and is allowlisted in
+s2s.insecure_domains on a.test: that pair uses Server Dialback (XEP-0220).
+"""
+import socket
+import ssl
+import time
+
+import pytest
+
+import s2s_util
+from s2s_util import NetStarling, FedCA, FedNet, netns
+from xmpp_raw import NS_CLIENT, NS_PING, StreamReader, new_id, q, stanza_error, tostr
+
+NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_ROSTER = "jabber:iq:roster"
+
+REASON = s2s_util.netns_unavailable_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"federation tests: {REASON}")
+
+USERS_A = {"juliet@a.test": "pw-juliet-Aa1x", "nurse@a.test": "pw-nurse-Aa2x"}
+USERS_B = {"romeo@b.test": "pw-romeo-Bb1x"}
+USERS_C = {"mercutio@c.test": "pw-mercutio-Cc1x"}
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fed")
+    net = FedNet(work, tag=f"{__import__('os').getpid() % 10000}a")
+    servers = []
+    try:
+        ns_a, ip_a = net.add_node("a", 1)
+        ns_b, ip_b = net.add_node("b", 2)
+        ns_c, ip_c = net.add_node("c", 3)
+        ns_d, ip_d = net.add_node("d", 4)  # d.test: resolves, but nothing listens
+        # b.test finds a.test by SRV; c.test by SRV; a.test uses a static route for b.test.
+        # XEP-0368: direct TLS preferred (priority 0) over STARTTLS (priority 10)
+        net.add_srv("_xmpps-server._tcp", "a.test", "xmpp.a.test", 5270, priority=0)
+        net.add_srv("_xmpp-server._tcp", "a.test", "xmpp.a.test", 5269, priority=10)
+        net.add_a("xmpp.a.test", ip_a)
+        net.add_srv("_xmpp-server._tcp", "c.test", "c.test", 5269)
+        net.add_a("c.test", ip_c)
+        net.add_a("d.test", ip_d)
+        net.add_a("e.test", "10.99.0.77")  # no such host: connects time out
+        net.start_dns()
+        ca = FedCA(work)
+        crt_a, key_a = ca.issue("a.test")
+        crt_b, key_b = ca.issue("b.test")
+        common = {"dns": {"servers": [s2s_util.HUB_ADDR], "timeout": "2s"},
+                  "log_level": "debug"}
+        a = NetStarling(work / "a", ns_a, ip_a, s2s_util.deep_merge_simple(common, {
+            "hosts": {"a.test": {"certificate": crt_a, "key": key_a}},
+            "s2s": {"routes": {"b.test": f"{ip_b}:5269"}, "ca_files": [ca.cert],
+                    "insecure_domains": ["c.test"], "connect_timeout": "2s",
+                    "max_stanza_size": "16KiB"},
+        }), name="a")
+        b = NetStarling(work / "b", ns_b, ip_b, s2s_util.deep_merge_simple(common, {
+            "hosts": {"b.test": {"certificate": crt_b, "key": key_b}},
+            "s2s": {"ca_files": [ca.cert], "connect_timeout": "2s"},
+        }), name="b")
+        c = NetStarling(work / "c", ns_c, ip_c, s2s_util.deep_merge_simple(common, {
+            "hosts": {"c.test": {}},
+            "s2s": {"ca_files": [ca.cert], "insecure_domains": ["a.test"],
+                    "routes": {"a.test": f"{ip_a}:5269", "b.test": f"{ip_b}:5269"},
+                    "connect_timeout": "2s", "idle_timeout": "1s"},
+        }), name="c")
+        for srv, users in ((a, USERS_A), (b, USERS_B), (c, USERS_C)):
+            servers.append(srv)
+            srv.users = dict(users)
+            for jid, pw in users.items():
+                srv.add_user(jid, pw)
+            srv.start()
+        yield {"net": net, "ca": ca, "a": a, "b": b, "c": c, "ip_d": ip_d}
+        errors = []
+        for s in servers:
+            try:
+                s.finish()
+            except AssertionError as exc:
+                errors.append(f"[{s.name}] {exc}")
+        assert not errors, "\n".join(errors)
+    finally:
+        for s in servers:
+            if s.proc and s.proc.poll() is None:
+                s.proc.kill()
+        net.teardown()
+
+
+@pytest.fixture
+def opened():
+    conns = []
+    yield conns
+    for c in conns:
+        c.close()
+
+
+def login(server, jid, opened, **kw):
+    c = server.login(jid, **kw)
+    opened.append(c)
+    return c
+
+
+def chat(frm, to, body):
+    frm.send(f"<message type='chat' to='{to}' id='{new_id()}'><body>{body}</body></message>")
+
+
+def wait_body(c, body, timeout=10):
+    return c.messages(timeout=timeout, pred=lambda m: m.findtext(q(NS_CLIENT, "body")) == body)
+
+
+def test_message_a_to_b_sasl_external(fed, opened):
+    """RFC 6120 §10.4: a message to a remote domain leaves over an s2s stream (static route,
+    STARTTLS, SASL EXTERNAL with the CA-issued certificate) and is delivered there."""
+    juliet = login(fed["a"], "juliet@a.test", opened, presence=True)
+    romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
+    chat(juliet, "romeo@b.test", "hello-b")
+    m = wait_body(romeo, "hello-b")
+    assert m.get("from").startswith("juliet@a.test/")
+    assert "authenticated (SASL EXTERNAL) over TLS" in fed["a"].log_text()
+
+
+def test_message_b_to_a_via_srv_direct_tls(fed, opened):
+    """RFC 6120 §3.2.1, XEP-0368 §3: b.test finds a.test by SRV (dnsmasq); the
+    _xmpps-server._tcp record has the better priority, so b.test connects with direct TLS
+    to port 5270 and authenticates with SASL EXTERNAL; the message arrives."""
+    juliet = login(fed["a"], "juliet@a.test", opened, presence=True)
+    romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
+    chat(romeo, "juliet@a.test", "hello-a")
+    m = wait_body(juliet, "hello-a")
+    assert m.get("from").startswith("romeo@b.test/")
+    assert "connected to 10.99.0.1 port 5270 (direct TLS)" in fed["b"].log_text()
+    assert "(direct TLS)" in fed["a"].log_text()
+
+
+def test_iq_ping_across(fed, opened):
+    """XEP-0199 over federation: a client pings the remote server and gets its result."""
+    juliet = login(fed["a"], "juliet@a.test", opened)
+    r = juliet.iq(f"<iq type='get' to='b.test' id='{new_id()}'><ping xmlns='{NS_PING}'/></iq>",
+                  timeout=10)
+    assert r.get("type") == "result", tostr(r)
+    assert r.get("from") == "b.test"
+
+
+def test_presence_subscription_both(fed, opened):
+    """RFC 6121 §3.1: a subscription request and approval across servers, in both
+    directions, end with subscription='both' on both rosters (roster pushes)."""
+    juliet = login(fed["a"], "juliet@a.test", opened)
+    romeo = login(fed["b"], "romeo@b.test", opened)
+    for c in (juliet, romeo):
+        c.iq(f"<iq type='get' id='{new_id()}'><query xmlns='{NS_ROSTER}'/></iq>")
+        c.send("<presence/>")
+
+    def subscribe(frm, frm_jid, to, to_jid):
+        frm.send(f"<presence type='subscribe' to='{to_jid}'/>")
+        req = to.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence")
+                          and e.get("type") == "subscribe", timeout=10)
+        assert req.get("from") == frm_jid
+        to.send(f"<presence type='subscribed' to='{frm_jid}'/>")
+        frm.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence")
+                     and e.get("type") == "subscribed", timeout=10)
+
+    subscribe(juliet, "juliet@a.test", romeo, "romeo@b.test")
+    subscribe(romeo, "romeo@b.test", juliet, "juliet@a.test")
+
+    def sub_of(c, jid):
+        r = c.iq(f"<iq type='get' id='{new_id()}'><query xmlns='{NS_ROSTER}'/></iq>")
+        for item in r.find(q(NS_ROSTER, "query")):
+            if item.get("jid") == jid:
+                return item.get("subscription")
+        return None
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sub_of(juliet, "romeo@b.test") == "both" and sub_of(romeo, "juliet@a.test") == "both":
+            break
+        time.sleep(0.2)
+    assert sub_of(juliet, "romeo@b.test") == "both"
+    assert sub_of(romeo, "juliet@a.test") == "both"
+
+
+def test_dialback_allowlisted(fed, opened):
+    """XEP-0220: c.test's self-signed certificate cannot be verified; a.test accepts it by
+    Server Dialback only because c.test is in s2s.insecure_domains (and c.test likewise)."""
+    juliet = login(fed["a"], "juliet@a.test", opened, presence=True)
+    merc = login(fed["c"], "mercutio@c.test", opened, presence=True)
+    chat(merc, "juliet@a.test", "via-dialback")
+    wait_body(juliet, "via-dialback")
+    chat(juliet, "mercutio@c.test", "back-via-dialback")
+    wait_body(merc, "back-via-dialback")
+    assert "authenticated (dialback)" in fed["c"].log_text()
+    assert "c.test authenticated to send to a.test (dialback" in fed["a"].log_text()
+
+
+def test_secure_auth_refuses_untrusted(fed, opened):
+    """s2s.secure_auth: b.test does not allowlist c.test, whose certificate is self-signed:
+    the stanza bounces instead of being delivered over dialback."""
+    merc = login(fed["c"], "mercutio@c.test", opened, presence=True)
+    merc.send("<message type='chat' to='romeo@b.test' id='x1'><body>no</body></message>")
+    err = merc.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("id") == "x1",
+                        timeout=10)
+    assert stanza_error(err) == ("cancel", "remote-server-not-found")
+    assert "refusing dialback from c.test" in fed["b"].log_text()
+
+
+def test_peer_down_bounces(fed, opened):
+    """RFC 6120 §8.3.3.14: d.test resolves but nothing listens: the message comes back as
+    remote-server-not-found well within the connect timeout."""
+    juliet = login(fed["a"], "juliet@a.test", opened)
+    t0 = time.monotonic()
+    juliet.send("<message type='chat' to='x@d.test' id='down1'><body>x</body></message>")
+    err = juliet.wait_for(lambda e: e.get("id") == "down1", timeout=10)
+    assert stanza_error(err) == ("cancel", "remote-server-not-found")
+    assert time.monotonic() - t0 < 5
+
+
+def test_peer_unreachable_times_out(fed, opened):
+    """RFC 6120 §8.3.3.15: e.test's address answers nothing: remote-server-timeout after the
+    configured connect timeout (2 s), and an IQ gets the same error."""
+    juliet = login(fed["a"], "juliet@a.test", opened)
+    t0 = time.monotonic()
+    juliet.send(f"<iq type='get' to='e.test' id='to1'><ping xmlns='{NS_PING}'/></iq>")
+    err = juliet.wait_for(lambda e: e.get("id") == "to1", timeout=10)
+    assert stanza_error(err) == ("wait", "remote-server-timeout")
+    assert 1.5 < time.monotonic() - t0 < 6
+
+
+# -- raw s2s peers -------------------------------------------------------------
+
+class RawS2S:
+    """A hand-driven server-to-server stream into b.test (from a.test's namespace)."""
+
+    def __init__(self, fed, cert=None):
+        with netns(fed["a"].ns):
+            self.sock = socket.create_connection((fed["b"].addr, 5269), timeout=10)
+        self.reader = StreamReader()
+        self.events = []
+        self.cert = cert
+        self.ca = fed["ca"]
+
+    def send(self, s):
+        self.sock.sendall(s.encode())
+
+    def header(self, frm="a.test", to="b.test"):
+        self.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' "
+                  f"xmlns:db='jabber:server:dialback' from='{frm}' to='{to}' version='1.0'>")
+
+    def next(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not self.events:
+            if time.monotonic() > deadline:
+                raise AssertionError("timeout")
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                self.events.append(("eof", None))
+                break
+            self.events.extend(self.reader.feed(data))
+        return self.events.pop(0)
+
+    def element(self, timeout=10):
+        while True:
+            kind, e = self.next(timeout)
+            if kind in ("element", "eof", "close"):
+                return kind, e
+
+    def starttls(self):
+        self.header()
+        kind, _ = self.next()
+        assert kind == "header"
+        kind, feats = self.element()
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        kind, e = self.element()
+        assert e.tag.endswith("proceed"), tostr(e)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if self.cert:
+            ctx.load_cert_chain(*self.cert)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="b.test")
+        self.reader = StreamReader()
+        self.header()
+        kind, _ = self.next()
+        assert kind == "header"
+        kind, feats = self.element()
+        return feats
+
+    def stream_error(self, timeout=10):
+        while True:
+            kind, e = self.element(timeout)
+            if kind != "element":
+                raise AssertionError(f"no stream error, got {kind}")
+            if e.tag == "{http://etherx.jabber.org/streams}error":
+                return [x.tag.split("}")[1] for x in e if x.tag.startswith("{" + NS_STREAMS)][0]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def test_spoofed_from_rejected(fed, tmp_path):
+    """RFC 6120 §4.9.3.9: a peer authenticated as a.test (SASL EXTERNAL) that sends a stanza
+    from another domain gets <invalid-from/>."""
+    cert = fed["ca"].issue("a.test", str(tmp_path))
+    s = RawS2S(fed, cert=cert)
+    try:
+        feats = s.starttls()
+        assert "EXTERNAL" in tostr(feats)
+        s.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+               "YS50ZXN0</auth>")
+        kind, e = s.element()
+        assert e.tag.endswith("success"), tostr(e)
+        s.reader = StreamReader()
+        s.header()
+        s.element()
+        s.send("<message from='mallory@evil.test' to='romeo@b.test'><body>x</body></message>")
+        assert s.stream_error() == "invalid-from"
+    finally:
+        s.close()
+
+
+def test_unsolicited_db_result_valid_not_trusted(fed):
+    """XEP-0220: a <db:result type='valid'/> nobody asked for never marks a domain verified;
+    the stanza that follows is refused with <invalid-from/>."""
+    s = RawS2S(fed)
+    try:
+        s.starttls()
+        s.send("<db:result from='a.test' to='b.test' type='valid'/>")
+        s.send("<message from='juliet@a.test' to='romeo@b.test'><body>x</body></message>")
+        assert s.stream_error() == "invalid-from"
+    finally:
+        s.close()
+
+
+def test_missing_addresses_improper(fed, tmp_path):
+    """RFC 6120 §4.9.3.7: a stanza without 'to' on an s2s stream → <improper-addressing/>."""
+    cert = fed["ca"].issue("a.test", str(tmp_path))
+    s = RawS2S(fed, cert=cert)
+    try:
+        s.starttls()
+        s.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        s.element()
+        s.reader = StreamReader()
+        s.header()
+        s.element()
+        s.send("<message from='juliet@a.test'><body>x</body></message>")
+        assert s.stream_error() == "improper-addressing"
+    finally:
+        s.close()
+
+
+def test_host_unknown(fed):
+    """RFC 6120 §4.9.3.6: a stream to a domain b.test's server does not serve."""
+    s = RawS2S(fed)
+    try:
+        s.header(to="nowhere.test")
+        assert s.stream_error() == "host-unknown"
+    finally:
+        s.close()
+
+
+def test_tls_required(fed):
+    """RFC 6120 §5.3.1 / s2s.require_encryption: dialback before STARTTLS is refused."""
+    s = RawS2S(fed)
+    try:
+        s.header()
+        s.element()  # features
+        s.send("<db:result from='a.test' to='b.test'>abc</db:result>")
+        assert s.stream_error() == "policy-violation"
+    finally:
+        s.close()
+
+
+def test_stanza_over_s2s_limit_bounces(fed, opened):
+    """s2s.max_stanza_size (16 KiB on a.test here): a larger stanza is not sent; the sender
+    gets policy-violation."""
+    juliet = login(fed["a"], "juliet@a.test", opened)
+    big = "x" * (20 * 1024)
+    juliet.send(f"<message type='chat' to='romeo@b.test' id='big1'><body>{big}</body></message>")
+    err = juliet.wait_for(lambda e: e.get("id") == "big1", timeout=10)
+    assert stanza_error(err)[1] == "policy-violation"
+
+
+def test_incoming_stanza_over_limit(fed, tmp_path):
+    """A peer sending a stanza beyond b.test's 512 KiB s2s limit gets <policy-violation/>."""
+    cert = fed["ca"].issue("a.test", str(tmp_path))
+    s = RawS2S(fed, cert=cert)
+    try:
+        s.starttls()
+        s.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        s.element()
+        s.reader = StreamReader()
+        s.header()
+        s.element()
+        s.send("<message from='juliet@a.test' to='romeo@b.test'><body>")
+        chunk = "y" * 65536
+        try:
+            for _ in range(10):
+                s.send(chunk)
+        except OSError:
+            pass
+        assert s.stream_error() == "policy-violation"
+    finally:
+        s.close()
+
+
+def test_idle_stream_closed_and_reopened(fed, opened):
+    """s2s.idle_timeout (1 s on c.test): an idle stream is closed; the next stanza opens a
+    new one."""
+    juliet = login(fed["a"], "juliet@a.test", opened, presence=True)
+    merc = login(fed["c"], "mercutio@c.test", opened, presence=True)
+    chat(merc, "juliet@a.test", "before-idle")
+    wait_body(juliet, "before-idle")
+    deadline = time.monotonic() + 8
+    while "idle for" not in fed["c"].log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "idle for" in fed["c"].log_text()
+    chat(merc, "juliet@a.test", "after-idle")
+    wait_body(juliet, "after-idle")
+
+
+def test_reload_keeps_federating(fed, opened):
+    """SIGHUP re-reads s2s settings (routes are copied before the old document goes away);
+    federation keeps working afterwards."""
+    import signal as _signal
+    a = fed["a"]
+    mark = len(a.log_text())
+    a.send_signal(_signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "reloaded configuration" not in a.log_text()[mark:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "reloaded configuration" in a.log_text()[mark:]
+    juliet = login(a, "juliet@a.test", opened, presence=True)
+    romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
+    chat(juliet, "romeo@b.test", "after-reload")
+    wait_body(romeo, "after-reload")
