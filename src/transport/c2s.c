@@ -75,7 +75,6 @@ void st_c2s_write_str(struct c2s *c, const char *s)
 }
 
 #define SCRATCH_KEEP 65536 /* a larger scratch buffer is freed after use */
-#define HIBERNATE_AFTER_MS 1000
 
 static int c2s_send_stanza(struct st_session *s, struct st_xml *stanza)
 {
@@ -640,21 +639,8 @@ void st_c2s_accept(void *ud, struct st_conn *conn)
         .max_attrs = (unsigned)l->max_attributes,
     };
     c->parser = st_xml_parser_new(&parser_cb, c, &xl);
-    /* Busy streams keep expat's state; st_c2s_sweep releases it once they go quiet. */
-    st_xml_parser_set_manual_hibernate(c->parser, true);
     st_log_info(c->sess.id, "connection from %s%s", st_conn_peer(conn),
                 c->sess.secure ? " (direct TLS)" : "");
-}
-
-void st_c2s_sweep(struct st_server *srv)
-{
-    uint64_t now = uv_now(srv->loop);
-    for (struct st_map_entry *e = st_map_first(&srv->sessions_all); e;
-         e = st_map_next(&srv->sessions_all, e)) {
-        struct c2s *c = e->value;
-        if (c->parser && now - c->sess.last_active_ms >= HIBERNATE_AFTER_MS)
-            st_xml_parser_hibernate(c->parser);
-    }
 }
 
 void st_c2s_accept_data(struct st_server *srv, struct st_conn *conn, const char *data,

@@ -10,6 +10,7 @@
 #define ST_TRANSPORT_C2S_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
 
 #include "xmpp/scram.h"
@@ -90,9 +91,6 @@ void st_c2s_gone(struct c2s *c, int err);
  * set to the stream error condition to send. */
 struct st_xml *st_c2s_parse_element(const char *data, size_t len, const struct st_limits *l,
                                     bool authenticated, const char **cond);
-/* Releases the parser state of streams that have been quiet for a second (memory per idle
- * session); called from the server's housekeeping timer. Loop thread. */
-void st_c2s_sweep(struct st_server *srv);
 /* True when s is a c2s session. */
 bool st_session_is_c2s(const struct st_session *s);
 

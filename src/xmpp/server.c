@@ -162,13 +162,11 @@ static int open_listeners(struct st_server *srv)
 
 /* ---- housekeeping ---- */
 
-/* Once a second: release the parser state of quiet streams, and after many sessions have
- * gone, hand the freed heap back to the system (glibc keeps it otherwise, and RSS would
- * stay at its peak after a login storm). */
+/* Once a second: after many sessions have gone, hand the freed heap back to the system
+ * (glibc keeps it otherwise, and RSS would stay at its peak after a login storm). */
 static void on_housekeeping(uv_timer_t *t)
 {
     struct st_server *srv = t->data;
-    st_c2s_sweep(srv);
     size_t n = srv->sessions_all.count;
     if (n > srv->sessions_peak)
         srv->sessions_peak = n;

@@ -67,7 +67,7 @@ struct st_server {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_timer;
-    uv_timer_t housekeeping;    /* once a second: idle parsers, heap trimming */
+    uv_timer_t housekeeping;    /* once a second: heap trimming after sessions leave */
     size_t sessions_peak;       /* streams at the last trim, or the most since */
     struct st_buf scratch;      /* serialisation buffer reused for every outgoing stanza */
     int exit_code;
