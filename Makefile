@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON_FLAGS ?= --buildtype=debugoptimized
 
-.PHONY: all build run test unit integration test-asan deps test-deps clean bench fuzz install
+.PHONY: all build run test unit integration test-asan deps test-deps clean bench fuzz install webclient
 
 all: build
 
@@ -52,6 +52,14 @@ fuzz: deps
 # `make test`. Smoke run: make bench BENCH_ARGS=--quick; see bench/run.py --help.
 bench: build
 	/usr/bin/python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
+
+# The chat page (modules.webchat): converse.js from npm into webclient/ (gitignored).
+CONVERSE_VERSION ?= 14.0.0
+webclient:
+	@command -v npm >/dev/null || { echo "make webclient needs npm (apt-get install npm)"; exit 1; }
+	mkdir -p webclient
+	npm install --prefix webclient --no-audit --no-fund --omit=dev converse.js@$(CONVERSE_VERSION)
+	@echo "converse.js installed in webclient/node_modules/converse.js/dist (modules.webchat.assets_dir)"
 
 install: build
 	meson install -C $(BUILD)

@@ -49,6 +49,8 @@ static int info_reply(struct st_event *ev, bool account)
     const struct st_strlist *l = st_disco_features(srv, account);
     for (size_t i = 0; i < l->n; i++)
         add_feature(q, l->items[i]);
+    if (!account)
+        st_disco_info_components(srv, q); /* XEP-0355 nesting: delegates' features */
     return st_reply(ev, r);
 }
 

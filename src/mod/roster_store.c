@@ -31,6 +31,8 @@ struct rs {
     struct st_map users; /* bare JID -> struct rs_user * */
     unsigned inflight;   /* storage callbacks outstanding */
     bool dead;
+    rs_push_observer push_observer; /* XEP-0356 roster pushes to components, or NULL */
+    void *push_observer_ud;
 };
 
 /* ---- items ---- */
@@ -594,6 +596,19 @@ void rs_push(struct rs_user *u, const char *jid)
         st_session_deliver(s, iq);
         st_xml_unref(iq);
     }
+    if (u->rs->push_observer) {
+        struct st_xml *q = st_xml_new("query", RS_NS_ROSTER);
+        st_xml_set_attr(q, "ver", ver);
+        rs_item_xml(q, it, jid);
+        u->rs->push_observer(u, q, u->rs->push_observer_ud);
+        st_xml_unref(q);
+    }
+}
+
+void rs_set_push_observer(struct rs *rs, rs_push_observer fn, void *ud)
+{
+    rs->push_observer = fn;
+    rs->push_observer_ud = ud;
 }
 
 int rs_send_presence(struct st_server *srv, const char *host, const char *bare, const char *to)

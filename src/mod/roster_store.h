@@ -105,6 +105,12 @@ void rs_batch_commit(struct rs_batch *b);
 /* Sends a roster push for jid (current item, or 'remove' when absent) to u's interested
  * resources (RFC 6121 §2.1.6). */
 void rs_push(struct rs_user *u, const char *jid);
+/* Called by rs_push after the users' pushes with the push's <query/> (borrowed), whether or
+ * not a resource was interested: the privilege module forwards it to components with
+ * XEP-0356 roster "get"/"both" permission. */
+typedef void (*rs_push_observer)(struct rs_user *u, const struct st_xml *query, void *ud);
+/* Sets (fn NULL: clears) the one push observer. */
+void rs_set_push_observer(struct rs *rs, rs_push_observer fn, void *ud);
 /* Sends the current presence of every available resource of host/bare to 'to' (RFC 6121
  * §3.1.5, §4.3.2). Returns the number sent. */
 int rs_send_presence(struct st_server *srv, const char *host, const char *bare, const char *to);

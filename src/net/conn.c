@@ -121,7 +121,7 @@ static void prepare_cb(uv_prepare_t *p)
     st_conn__flush_all(p->data);
 }
 
-static void mark_dirty(struct st_conn *c)
+void st_conn__mark_dirty(struct st_conn *c)
 {
     struct st_listener *l = c->l;
     if (c->dirty || c->uv_closing)
@@ -173,7 +173,7 @@ static void write_cb(uv_write_t *req, int status)
         return;
     }
     if (c->out.len || c->closing)
-        mark_dirty(c);
+        st_conn__mark_dirty(c);
 }
 
 static void flush(struct st_conn *c)
@@ -261,7 +261,7 @@ static void close_graceful(struct st_conn *c)
         ERR_clear_error();
     }
     st_buf_free(&c->hold); /* cannot be sent without a finished handshake */
-    mark_dirty(c);
+    st_conn__mark_dirty(c);
 }
 
 void st_conn_close(struct st_conn *c)
@@ -341,7 +341,7 @@ done:
     c->in_ptr = NULL;
     c->in_len = 0;
     if (c->out.len)
-        mark_dirty(c);
+        st_conn__mark_dirty(c);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -452,8 +452,26 @@ int st_conn_write(struct st_conn *c, const void *data, size_t len)
         if (rc)
             return rc;
     }
-    mark_dirty(c);
+    st_conn__mark_dirty(c);
     return 0;
+}
+
+struct ssl_st *st_conn__ssl_new(struct st_conn *c, struct ssl_ctx_st *ctx)
+{
+    pthread_once(&g_bio_once, bio_method_init);
+    if (!g_bio_method || !ctx)
+        return NULL;
+    ERR_clear_error();
+    SSL *ssl = SSL_new(ctx);
+    BIO *bio = ssl ? BIO_new(g_bio_method) : NULL;
+    if (!bio) {
+        SSL_free(ssl);
+        log_tls_error(c, "TLS setup");
+        return NULL;
+    }
+    BIO_set_data(bio, c);
+    SSL_set_bio(ssl, bio, bio);
+    return ssl;
 }
 
 int st_conn_starttls(struct st_conn *c, struct st_tls *tls)
@@ -462,19 +480,9 @@ int st_conn_starttls(struct st_conn *c, struct st_tls *tls)
         return ST_ECLOSED;
     if (c->ssl || !tls)
         return ST_EIO;
-    pthread_once(&g_bio_once, bio_method_init);
-    if (!g_bio_method)
+    SSL *ssl = st_conn__ssl_new(c, st_tls_ssl_ctx(tls));
+    if (!ssl)
         return ST_EIO;
-    ERR_clear_error();
-    SSL *ssl = SSL_new(st_tls_ssl_ctx(tls));
-    BIO *bio = ssl ? BIO_new(g_bio_method) : NULL;
-    if (!bio) {
-        SSL_free(ssl);
-        log_tls_error(c, "TLS setup");
-        return ST_EIO;
-    }
-    BIO_set_data(bio, c);
-    SSL_set_bio(ssl, bio, bio);
     SSL_set_accept_state(ssl);
     c->ssl = ssl;
     c->tls = st_tls_ref(tls);

@@ -1,7 +1,7 @@
 /* Internal to src/net/: the listener and connection structures shared by
  * listener.c (accept, per-IP accounting, the shared read buffer, the write
- * coalescing list) and conn.c (I/O, TLS, close). Nothing outside net/
- * includes this file. */
+ * coalescing list), conn.c (I/O, TLS, close) and connect.c (outgoing
+ * connections, client-side TLS). Nothing outside net/ includes this file. */
 #ifndef ST_NET_CONN_INT_H
 #define ST_NET_CONN_INT_H
 
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct ssl_st;
+struct ssl_ctx_st;
 
 #define ST_NET_READ_BUF (64 * 1024)
 #define ST_NET_PLAIN_BUF (16 * 1024) /* one TLS record of plaintext */
@@ -75,6 +76,12 @@ void st_conn__start(struct st_conn *c);
 void st_conn__reject(struct st_conn *c);
 /* conn.c: writes out every connection on l->dirty (the prepare callback). */
 void st_conn__flush_all(struct st_listener *l);
+/* conn.c: returns a new SSL object of ctx (borrowed) wired to c through the in-memory BIO
+ * (writes append to c->out, reads take c->in_ptr/in_len), neither in client nor server state
+ * yet; the caller stores it in c->ssl. NULL on failure (logged). Loop thread. */
+struct ssl_st *st_conn__ssl_new(struct st_conn *c, struct ssl_ctx_st *ctx);
+/* conn.c: puts c on its listener's flush list so its output is written before the next poll. */
+void st_conn__mark_dirty(struct st_conn *c);
 /* listener.c: releases a connection's hold on the listener (per-IP count, reference). */
 void st_listener__conn_gone(struct st_listener *l, struct st_conn *c);
 

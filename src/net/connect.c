@@ -2,12 +2,12 @@
  * the initiating entity, XEP-0368 direct TLS with ALPN "xmpp-server"), plus
  * the certificate judgement s2s needs on both sides (RFC 6125 §6: the peer's
  * chain against the system store and configured CAs, then the domain as a
- * DNS-ID). An outgoing connection is an ordinary struct st_conn: it gets a
- * private, server-less struct st_listener of its own (read buffers, flush
- * list), which is freed with the connection through the usual listener
- * reference count, so conn.c's I/O, TLS record handling and deferred close
- * apply unchanged. The in-memory BIO mirrors conn.c's (writes append to the
- * output queue, reads take the bytes just received). */
+ * DNS-ID or, per RFC 6120 §13.7.1.4, as an XmppAddr otherName SAN). An
+ * outgoing connection is an ordinary struct st_conn: it gets a private,
+ * server-less struct st_listener of its own (read buffers, flush list),
+ * which is freed with the connection through the usual listener reference
+ * count, so conn.c's I/O, TLS record handling and deferred close apply
+ * unchanged, including its in-memory TLS BIO (st_conn__ssl_new). */
 #include "net/connect.h"
 
 #include "base/err.h"
@@ -17,9 +17,10 @@
 #include "net/conn_int.h"
 #include "net/tls.h"
 
-#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -87,9 +88,12 @@ int st_tls_client_new(const char *const *ca_files, size_t n, struct st_tls_clien
         st_tls_client_unref(t);
         return ST_EIO;
     }
-    /* A missing system store is not fatal: configured CAs may be all a private federation
-     * needs. */
-    X509_STORE_set_default_paths(t->store);
+    /* The system store by hashed directory (looked up per issuer when a peer needs it),
+     * not the bundle file: parsing ~150 certificates at start cost ~70 ms and ~1 MiB kept
+     * resident whether federation is used or not. A missing store is not fatal: configured
+     * CAs may be all a private federation needs. */
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    X509_STORE_load_path(t->store, dir && *dir ? dir : X509_get_default_cert_dir());
     ERR_clear_error();
     for (size_t i = 0; i < n; i++) {
         if (X509_STORE_load_file(t->store, ca_files[i]) != 1) {
@@ -152,6 +156,13 @@ int st_tls_client_add_cert(struct st_tls_client *t, const char *domain, const ch
     return 0;
 }
 
+bool st_tls_client_cert_names(struct st_tls_client *t, const char *cert_domain,
+                              const char *name)
+{
+    struct client_cert *cc = t && cert_domain ? st_map_get(&t->certs, cert_domain) : NULL;
+    return cc && st_cert_names_domain(cc->cert, name);
+}
+
 struct st_tls_client *st_tls_client_ref(struct st_tls_client *t)
 {
     if (t)
@@ -171,86 +182,6 @@ void st_tls_client_unref(struct st_tls_client *t)
     st_free(t);
 }
 
-/* ---- the BIO (same contract as conn.c's) ---- */
-
-static BIO_METHOD *g_method;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static int bio_write(BIO *b, const char *data, int len)
-{
-    struct st_conn *c = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (len < 0 || st_buf_append(&c->out, data, (size_t)len) != 0)
-        return -1;
-    return len;
-}
-
-static int bio_read(BIO *b, char *buf, int len)
-{
-    struct st_conn *c = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (c->in_len == 0) {
-        BIO_set_retry_read(b);
-        return -1;
-    }
-    size_t n = (size_t)len < c->in_len ? (size_t)len : c->in_len;
-    memcpy(buf, c->in_ptr, n);
-    c->in_ptr += n;
-    c->in_len -= n;
-    return (int)n;
-}
-
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)num;
-    (void)ptr;
-    struct st_conn *c = BIO_get_data(b);
-    if (cmd == BIO_CTRL_FLUSH)
-        return 1;
-    if (cmd == BIO_CTRL_PENDING)
-        return (long)c->in_len;
-    return 0;
-}
-
-static int bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-static void method_init(void)
-{
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "starling-out");
-    if (!m)
-        return;
-    BIO_meth_set_write(m, bio_write);
-    BIO_meth_set_read(m, bio_read);
-    BIO_meth_set_ctrl(m, bio_ctrl);
-    BIO_meth_set_create(m, bio_create);
-    g_method = m;
-}
-
-/* ---- flushing (the listener's prepare handle writes dirty connections) ---- */
-
-static void prepare_cb(uv_prepare_t *p)
-{
-    st_conn__flush_all(p->data);
-}
-
-static void mark_dirty(struct st_conn *c)
-{
-    struct st_listener *l = c->l;
-    if (c->dirty || c->uv_closing)
-        return;
-    c->dirty = 1;
-    c->dprev = NULL;
-    c->dnext = l->dirty;
-    if (l->dirty)
-        l->dirty->dprev = c;
-    l->dirty = c;
-    uv_prepare_start(&l->flush, prepare_cb);
-}
-
 static int start_client_tls(struct st_conn *c, struct st_tls_client *t, const char *sni,
                             const char *local_domain, bool direct)
 {
@@ -258,19 +189,9 @@ static int start_client_tls(struct st_conn *c, struct st_tls_client *t, const ch
         return ST_ECLOSED;
     if (c->ssl || !t)
         return ST_EIO;
-    pthread_once(&g_once, method_init);
-    if (!g_method)
+    SSL *ssl = st_conn__ssl_new(c, t->ctx);
+    if (!ssl)
         return ST_EIO;
-    ERR_clear_error();
-    SSL *ssl = SSL_new(t->ctx);
-    BIO *bio = ssl ? BIO_new(g_method) : NULL;
-    if (!bio) {
-        SSL_free(ssl);
-        ERR_clear_error();
-        return ST_EIO;
-    }
-    BIO_set_data(bio, c);
-    SSL_set_bio(ssl, bio, bio);
     if (sni)
         SSL_set_tlsext_host_name(ssl, sni);
     if (direct) {
@@ -293,7 +214,7 @@ static int start_client_tls(struct st_conn *c, struct st_tls_client *t, const ch
     }
     ERR_clear_error();
     if (c->out.len)
-        mark_dirty(c);
+        st_conn__mark_dirty(c);
     return 0;
 }
 
@@ -463,6 +384,49 @@ const char *st_peer_cert_str(enum st_peer_cert r)
     return "?";
 }
 
+/* RFC 6120 §13.7.1.4: id-on-xmppAddr (1.3.6.1.5.5.7.8.5), an otherName SAN holding a
+ * UTF8String JID. For a server only a bare domain JID identifies it; domains compare
+ * case-insensitively (our domains are already in their A-label/lowercase form). */
+static bool xmppaddr_matches(X509 *cert, const char *domain)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    if (!gens)
+        return false;
+    ASN1_OBJECT *xmpp = OBJ_txt2obj("1.3.6.1.5.5.7.8.5", 1);
+    bool found = false;
+    size_t dl = strlen(domain);
+    for (int i = 0; xmpp && !found && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_OTHERNAME || OBJ_cmp(g->d.otherName->type_id, xmpp) != 0)
+            continue;
+        const ASN1_TYPE *v = g->d.otherName->value;
+        if (!v || v->type != V_ASN1_UTF8STRING)
+            continue;
+        const unsigned char *p = ASN1_STRING_get0_data(v->value.utf8string);
+        int n = ASN1_STRING_length(v->value.utf8string);
+        /* An embedded NUL would let "a.test\0.evil" pass a C-string compare: exact length. */
+        found = n >= 0 && (size_t)n == dl && memchr(p, '\0', (size_t)n) == NULL &&
+                strncasecmp((const char *)p, domain, dl) == 0;
+    }
+    ASN1_OBJECT_free(xmpp);
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+bool st_cert_names_domain(struct x509_st *cert, const char *domain)
+{
+    if (!cert || !domain || !domain[0])
+        return false;
+    unsigned flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+    /* RFC 6125 §6.4.4: no CN-ID match once any SAN identifier we support is presented; OpenSSL
+     * only skips the CN for dNSName SANs, so say so for an XmppAddr-only certificate too. */
+    if (X509_get_ext_by_NID(cert, NID_subject_alt_name, -1) >= 0)
+        flags |= X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+    if (X509_check_host(cert, domain, 0, flags, NULL) == 1)
+        return true;
+    return xmppaddr_matches(cert, domain);
+}
+
 enum st_peer_cert st_conn_verify_peer(struct st_conn *c, struct st_tls_client *t,
                                       const char *domain, char *why, size_t whylen)
 {
@@ -481,7 +445,7 @@ enum st_peer_cert st_conn_verify_peer(struct st_conn *c, struct st_tls_client *t
         /* No purpose check: many server certificates carry serverAuth only and are used
          * as client certificates by every federating server. */
         if (X509_verify_cert(ctx) == 1) {
-            if (X509_check_host(leaf, domain, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1)
+            if (st_cert_names_domain(leaf, domain))
                 res = ST_PEER_CERT_OK;
             else
                 res = ST_PEER_CERT_NAME_MISMATCH;

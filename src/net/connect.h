@@ -20,6 +20,7 @@
 struct st_conn;
 struct st_tls_client;
 struct st_connect_req;
+struct x509_st;
 
 /* Creates a client TLS configuration trusting the system store plus the PEM files ca_files
  * (n may be 0). Returns 0 and *out (one reference), or ST_EIO/ST_EINVAL with *err (new
@@ -30,6 +31,10 @@ int st_tls_client_new(const char *const *ca_files, size_t n, struct st_tls_clien
  * when connecting on behalf of that domain). Returns 0, or ST_EINVAL with *err. */
 int st_tls_client_add_cert(struct st_tls_client *t, const char *domain, const char *cert_path,
                            const char *key_path, char **err);
+/* Whether our certificate for cert_domain (added above) also names `name` (DNS-ID or
+ * XmppAddr), i.e. a peer that checks it would accept us as `name` too. NULL t allowed. */
+bool st_tls_client_cert_names(struct st_tls_client *t, const char *cert_domain,
+                              const char *name);
 /* Reference counting; the last unref frees. NULL allowed. */
 struct st_tls_client *st_tls_client_ref(struct st_tls_client *t);
 void st_tls_client_unref(struct st_tls_client *t);
@@ -70,8 +75,12 @@ enum st_peer_cert {
     ST_PEER_CERT_UNTRUSTED,     /* chain does not verify against the trust store */
     ST_PEER_CERT_NAME_MISMATCH, /* trusted, but not issued for this domain */
 };
-/* Verifies the peer's certificate chain against t's trust store and the domain per RFC 6125
- * (DNS-ID SAN, one whole left-most wildcard label, CN only without SANs). Writes a short
+/* Whether cert (borrowed) is issued for domain: a DNS-ID per RFC 6125 §6.4 (dNSName SAN, one
+ * whole left-most wildcard label, CN only without SANs) or an XmppAddr otherName SAN equal to
+ * the domain (RFC 6120 §13.7.1.4). Says nothing about trust. Pure; any thread. */
+bool st_cert_names_domain(struct x509_st *cert, const char *domain);
+/* Verifies the peer's certificate chain against t's trust store and the domain with
+ * st_cert_names_domain. Writes a short
  * reason to why (may be NULL). Loop thread. */
 enum st_peer_cert st_conn_verify_peer(struct st_conn *c, struct st_tls_client *t,
                                       const char *domain, char *why, size_t whylen);

@@ -4,7 +4,8 @@
  * every query runs on the loop without blocking. On top: the federation
  * lookups of RFC 6120 §3.2 — SRV `_xmpps-server._tcp` (XEP-0368 §3) and
  * `_xmpp-server._tcp` merged and ordered per RFC 2782, the fallback to the
- * domain itself on 5269 (§3.2.2) when there are no SRV records, a single
+ * domain itself on 5269 (§3.2.2) when there are no SRV records (NXDOMAIN,
+ * NODATA, and by our choice SERVFAIL/REFUSED: st_dns_srv_decide), a single
  * "." target meaning "no service" (RFC 2782) — and A/AAAA lookups of the
  * chosen target. Requests can be cancelled; a cancelled request stays
  * allocated until c-ares reports it, then is freed silently. */
@@ -370,6 +371,53 @@ static int map_status(int s)
     }
 }
 
+/* Which failures of an SRV query count as "no usable SRV answer" and let the A/AAAA fallback
+ * run. RFC 6120 §3.2.1 and §3.2.2 fall back when the lookup yields no records; what to do
+ * when the server answers SERVFAIL or REFUSED is left open. We fall back for those too, as
+ * Prosody and ejabberd do: a broken or unreachable SRV zone (often a delegation fault or a
+ * resolver that refuses SRV) must not cut federation with a domain whose A record works,
+ * and the fallback still ends in TLS with the certificate checked against the domain, so
+ * it cannot send us somewhere the domain did not name. A timeout or a resolver we cannot
+ * reach does not fall back: the A/AAAA query would go to the same silent server. */
+static bool srv_failure_falls_back(int ares_status)
+{
+    switch (ares_status) {
+    case ARES_ENODATA:   /* NODATA: the name exists, no SRV record */
+    case ARES_ENOTFOUND: /* NXDOMAIN */
+    case ARES_ENONAME:
+    case ARES_ESERVFAIL:
+    case ARES_EREFUSED:
+    case ARES_EFORMERR:
+    case ARES_EBADRESP:
+        return true;
+    default:
+        return false;
+    }
+}
+
+enum st_dns_srv_next st_dns_srv_decide(const int ares_status[2], size_t nrecs, bool no_service,
+                                       int *err)
+{
+    if (err)
+        *err = 0;
+    if (nrecs)
+        return ST_DNS_SRV_USE;
+    if (no_service) {
+        if (err)
+            *err = ST_ENOTFOUND; /* RFC 2782: target "." — the service is decidedly absent */
+        return ST_DNS_SRV_FAIL;
+    }
+    /* An empty but successful answer to either name (XEP-0368 and RFC 6120 SRV sets are one
+     * list) is a NODATA in effect. */
+    if (ares_status[0] == ARES_SUCCESS || ares_status[1] == ARES_SUCCESS)
+        return ST_DNS_SRV_FALLBACK;
+    if (srv_failure_falls_back(ares_status[1]))
+        return ST_DNS_SRV_FALLBACK;
+    if (err)
+        *err = map_status(ares_status[1]);
+    return ST_DNS_SRV_FAIL;
+}
+
 static void srv_finish(struct st_dns_req *r)
 {
     if (r->cancelled || r->d->freeing) {
@@ -379,22 +427,23 @@ static void srv_finish(struct st_dns_req *r)
     struct st_dns_srv targets[MAX_TARGETS];
     size_t n = 0;
     int status = 0;
-    bool any_answer = r->status[0] == ARES_SUCCESS || r->status[1] == ARES_SUCCESS;
-    if (r->nrecs) {
+    switch (st_dns_srv_decide(r->status, r->nrecs, r->no_service[0] || r->no_service[1],
+                              &status)) {
+    case ST_DNS_SRV_USE:
         memcpy(targets, r->recs, r->nrecs * sizeof targets[0]);
         n = r->nrecs;
         st_dns_srv_order(targets, n, secure_rnd, NULL);
-    } else if (r->no_service[0] || r->no_service[1]) {
-        status = ST_ENOTFOUND; /* RFC 2782: target "." — the service is decidedly absent */
-    } else if (any_answer || map_status(r->status[1]) == ST_ENOTFOUND) {
-        /* RFC 6120 §3.2.2: no SRV records → the domain itself on the default port. */
+        break;
+    case ST_DNS_SRV_FALLBACK:
+        /* RFC 6120 §3.2.2: the domain itself on the default port. */
         snprintf(targets[0].host, sizeof targets[0].host, "%s", r->name);
         targets[0].port = ST_DNS_DEFAULT_S2S_PORT;
         targets[0].priority = targets[0].weight = 0;
         targets[0].direct_tls = false;
         n = 1;
-    } else {
-        status = map_status(r->status[1]);
+        break;
+    case ST_DNS_SRV_FAIL:
+        break;
     }
     r->srv_cb(r->ud, status, n ? targets : NULL, n);
     st_free(r);

@@ -34,6 +34,22 @@ struct st_dns_srv {
  * through), so tests can drive it. Pure; any thread. */
 void st_dns_srv_order(struct st_dns_srv *recs, size_t n, uint32_t (*rnd)(void *rud), void *rud);
 
+/* What the SRV step of RFC 6120 §3.2.1 leads to. */
+enum st_dns_srv_next {
+    ST_DNS_SRV_USE,      /* connect to the SRV targets */
+    ST_DNS_SRV_FALLBACK, /* RFC 6120 §3.2.2: A/AAAA of the domain itself, port 5269 */
+    ST_DNS_SRV_FAIL,     /* no attempt: *err says why */
+};
+/* Decides from the c-ares statuses of the two SRV queries (ares_status[0] for
+ * _xmpps-server._tcp, [1] for _xmpp-server._tcp), the number of usable records found and
+ * whether a "." target declared the service absent. Falls back on NXDOMAIN, NODATA and also
+ * on SERVFAIL, REFUSED and malformed answers (our documented choice: RFC 6120 leaves it
+ * open; dns.c explains why); fails on a "." target (ST_ENOTFOUND), timeouts (ST_EAGAIN) and
+ * other resolver errors (ST_EIO), writing that to *err (may be NULL; 0 otherwise). Pure; any
+ * thread. */
+enum st_dns_srv_next st_dns_srv_decide(const int ares_status[2], size_t nrecs, bool no_service,
+                                       int *err);
+
 /* Creates a resolver on loop. servers: n entries "ip" or "ip:port" ([v6]:port), or n = 0 for
  * the system configuration. timeout_ms: per query attempt (two attempts). Returns 0 and *out,
  * or ST_EINVAL/ST_EIO with *err (new string). Loop thread. */

@@ -12,7 +12,11 @@
  * remote-stream-error (a stream error, carried inside), system-shutdown.
  * Stream restarts after SASL use xmpp:restart (XEP-0206 §5); 'terminate'
  * ends the session (XEP-0124 §13); 'inactivity' without any request ends it
- * too. Stanzas without a namespace inherit httpbind's and are treated as
+ * too; a client may stretch that window once with 'pause' up to the
+ * advertised 'maxpause' (XEP-0124 §10). A stream the server ends while no
+ * request is held keeps its terminate body, payload included, for the next
+ * request within the inactivity window (instead of item-not-found).
+ * Stanzas without a namespace inherit httpbind's and are treated as
  * jabber:client (XEP-0206 §4). */
 #include "transport/bosh.h"
 
@@ -34,10 +38,19 @@
 #define NS_XBOSH "urn:xmpp:xbosh"
 #define MAX_REQ 16     /* bound on 'requests' and on the caches below */
 #define BOSH_CT "text/xml; charset=utf-8"
+#define MAX_FINALS 4096 /* bound on kept terminate bodies of ended sessions */
+
+/* The last answer of a session that ended while no request was held. */
+struct final {
+    char *body;
+    size_t len;
+    uint64_t expires_ms;
+};
 
 struct bosh_server {
     struct st_server *srv;
     struct st_map sessions; /* sid -> struct bosh */
+    struct st_map finals;   /* sid -> struct final */
 };
 
 struct held {
@@ -58,6 +71,7 @@ struct bosh {
     struct c2s *c;
     char sid[33];
     uint64_t wait_ms, inactivity_ms, polling_ms;
+    uint64_t pause_ms;          /* inactivity granted by the client's last 'pause', or 0 */
     unsigned hold, requests;
     uint64_t last_rid;          /* highest rid processed */
     uint64_t last_request_ms;   /* for inactivity */
@@ -76,6 +90,7 @@ struct bosh {
     int busy;                   /* inside request processing: defer teardown */
     bool ended;
     bool gone_pending;
+    bool expired;               /* ended by inactivity: nothing is kept for a late request */
 };
 
 static void schedule(struct bosh *b);
@@ -111,6 +126,9 @@ static void add_session_attrs(struct bosh *b, struct st_buf *o)
                   (unsigned long long)(b->inactivity_ms / 1000),
                   (unsigned long long)(b->polling_ms / 1000), b->c->stream_id,
                   b->c->sess.secure ? "true" : "false");
+    if (b->c->srv->settings.bosh.max_pause)
+        st_buf_printf(o, " maxpause='%llu'",
+                      (unsigned long long)(b->c->srv->settings.bosh.max_pause / 1000));
     if (b->host) {
         st_buf_puts(o, " from='");
         st_buf_put_xml_escaped(o, b->host, strlen(b->host));
@@ -191,8 +209,56 @@ static void on_gone_timer(uv_timer_t *t)
     st_c2s_gone(b->c, 0);
 }
 
+static void final_free(void *v)
+{
+    struct final *f = v;
+    st_free(f->body);
+    st_free(f);
+}
+
+/* Drops kept terminate bodies whose inactivity window has passed. */
+static void finals_prune(struct bosh_server *bs, uint64_t now)
+{
+    for (struct st_map_entry *e = st_map_first(&bs->finals); e;) {
+        struct st_map_entry *next = st_map_next(&bs->finals, e);
+        struct final *f = e->value;
+        if (f->expires_ms <= now) {
+            final_free(f);
+            st_map_del(&bs->finals, e->key);
+        }
+        e = next;
+    }
+}
+
+/* Keeps the terminate body for the next request of the sid (the stream ended while the
+ * client had no request with us to carry it). */
+static void final_keep(struct bosh *b, const char *attrs, const char *payload, size_t len)
+{
+    struct bosh_server *bs = b->bs;
+    uint64_t now = uv_now(b->c->srv->loop);
+    finals_prune(bs, now);
+    if (bs->finals.count >= MAX_FINALS)
+        return;
+    struct st_buf o;
+    st_buf_init(&o, 0);
+    st_buf_printf(&o, "<body xmlns='" NS_HTTPBIND "'%s", attrs);
+    if (len) {
+        st_buf_puts(&o, " xmlns:stream='http://etherx.jabber.org/streams'>");
+        st_buf_append(&o, payload, len);
+        st_buf_puts(&o, "</body>");
+    } else {
+        st_buf_puts(&o, "/>");
+    }
+    struct final *f = ST_NEW(struct final);
+    f->len = o.len;
+    f->body = st_buf_take(&o);
+    f->expires_ms = now + (b->pause_ms > b->inactivity_ms ? b->pause_ms : b->inactivity_ms);
+    st_map_set(&bs->finals, b->sid, f);
+}
+
 /* Ends the session: every held or waiting request gets a terminate body (XEP-0124 §13,
- * §17.2), the sid is forgotten, and the c2s learns it is gone at a safe point. */
+ * §17.2), the sid is forgotten, and the c2s learns it is gone at a safe point. With no
+ * request to carry it, the terminate body waits for the next one. */
 static void bosh_end(struct bosh *b, const char *condition, const char *payload, size_t len)
 {
     if (b->ended)
@@ -203,10 +269,13 @@ static void bosh_end(struct bosh *b, const char *condition, const char *payload,
     char attrs[128];
     snprintf(attrs, sizeof attrs, " type='terminate'%s%s%s", condition ? " condition='" : "",
              condition ? condition : "", condition ? "'" : "");
+    bool delivered = b->nheld > 0;
     while (b->nheld) {
         bool last = b->nheld == 1;
         answer_oldest(b, last ? payload : NULL, last ? len : 0, attrs);
     }
+    if (!delivered && b->bs && !b->expired)
+        final_keep(b, attrs, payload, len);
     for (unsigned i = 0; i < b->nahead; i++) {
         struct st_buf o;
         st_buf_init(&o, 0);
@@ -233,9 +302,11 @@ static void on_timer(uv_timer_t *t)
     /* 'wait' expired: answer empty (XEP-0124 §7.1). */
     while (b->nheld && b->held[0].deadline <= now)
         answer_oldest(b, NULL, 0, NULL);
-    if (!b->nheld && !b->nahead && now - b->last_request_ms >= b->inactivity_ms) {
+    uint64_t inactivity = b->pause_ms ? b->pause_ms : b->inactivity_ms;
+    if (!b->nheld && !b->nahead && now - b->last_request_ms >= inactivity) {
         st_log_info(b->c->sess.id, "BOSH session %s inactive for %llu ms", b->sid,
                     (unsigned long long)(now - b->last_request_ms));
+        b->expired = true;
         bosh_end(b, NULL, NULL, 0);
         return;
     }
@@ -251,7 +322,7 @@ static void schedule(struct bosh *b)
     if (b->nheld)
         at = b->held[0].deadline;
     else
-        at = b->last_request_ms + b->inactivity_ms;
+        at = b->last_request_ms + (b->pause_ms ? b->pause_ms : b->inactivity_ms);
     uv_timer_start(b->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
@@ -407,7 +478,7 @@ static void hold_request(struct bosh *b, struct st_http_request *req, uint64_t r
 
 /* Processes one in-order request whose body is parsed (takes ownership of body). */
 static void process(struct bosh *b, struct st_http_request *req, struct st_xml *body,
-                    uint64_t rid)
+                    uint64_t rid, uint64_t pause_ms)
 {
     struct c2s *c = b->c;
     b->last_rid = rid;
@@ -425,6 +496,15 @@ static void process(struct bosh *b, struct st_http_request *req, struct st_xml *
     }
     if (type && strcmp(type, "terminate") == 0 && !c->sess.closing)
         st_c2s_stream_end(c);
+    if (pause_ms && !b->ended) {
+        /* XEP-0124 §10: every pending request is answered now, without payload (the output
+         * waits for the client's return), and inactivity stretches to the pause. */
+        while (b->nheld)
+            answer_oldest(b, NULL, 0, NULL);
+        b->pause_ms = pause_ms;
+        st_log_info(c->sess.id, "BOSH session %s paused for %llu s", b->sid,
+                    (unsigned long long)(pause_ms / 1000));
+    }
     b->busy--;
     st_xml_unref(body);
     flush(b);
@@ -515,7 +595,7 @@ static void run_ahead(struct bosh *b)
             st_http_set_abort(a.req, NULL, NULL);
             struct st_xml *body = parse_body(a.req);
             if (body)
-                process(b, a.req, body, a.rid);
+                process(b, a.req, body, a.rid, 0);
             progress = true;
             break;
         }
@@ -543,7 +623,14 @@ static void bosh_route(struct st_http_request *req, void *ud)
     struct bosh *b = st_map_get(&bs->sessions, sid);
     uint64_t rid;
     if (!b || b->ended) {
-        st_xml_unref(body);
+        finals_prune(bs, uv_now(req->srv->loop));
+        struct final *f = st_map_del(&bs->finals, sid);
+        st_xml_unref(body); /* sid points into it */
+        if (f) {
+            st_http_respond(req, 200, BOSH_CT, NULL, f->body, f->len);
+            final_free(f);
+            return;
+        }
         respond_terminate(req, "item-not-found");
         return;
     }
@@ -555,6 +642,7 @@ static void bosh_route(struct st_http_request *req, void *ud)
     }
     uint64_t now = uv_now(req->srv->loop);
     b->last_request_ms = now;
+    b->pause_ms = 0; /* any request ends a pause (XEP-0124 §10) */
     if (rid <= b->last_rid) {
         /* XEP-0124 §14.3: a repeated rid gets its answer again. */
         st_xml_unref(body);
@@ -609,7 +697,20 @@ static void bosh_route(struct st_http_request *req, void *ud)
         st_http_set_abort(req, on_abort, b);
         return;
     }
-    process(b, req, body, rid);
+    uint64_t pause = 0;
+    const char *pause_attr = st_xml_attr(body, "pause");
+    if (pause_attr) {
+        /* XEP-0124 §10: up to 'maxpause'; beyond it (or unparsable) is a policy violation. */
+        uint64_t max = req->srv->settings.bosh.max_pause;
+        if (!parse_u64(pause_attr, &pause) || pause == 0 || pause * 1000 > max) {
+            st_xml_unref(body);
+            respond_terminate(req, "policy-violation");
+            bosh_end(b, "policy-violation", NULL, 0);
+            return;
+        }
+        pause *= 1000;
+    }
+    process(b, req, body, rid, pause);
     run_ahead(b);
 }
 
@@ -618,6 +719,7 @@ void *st_bosh_register(struct st_server *srv)
     struct bosh_server *bs = ST_NEW(struct bosh_server);
     bs->srv = srv;
     st_map_init(&bs->sessions);
+    st_map_init(&bs->finals);
     st_http_route_add(srv, "/http-bind", bosh_route, bs, NULL);
     st_http_route_add(srv, "/http-bind/", bosh_route, bs, NULL);
     return bs;
@@ -639,5 +741,9 @@ void st_bosh_stop(void *state)
     }
     st_free(list);
     st_map_free(&bs->sessions);
+    for (struct st_map_entry *e = st_map_first(&bs->finals); e;
+         e = st_map_next(&bs->finals, e))
+        final_free(e->value);
+    st_map_free(&bs->finals);
     st_free(bs);
 }

@@ -577,6 +577,19 @@ int st_component_start(struct st_server *srv)
     return 0;
 }
 
+void st_component_reload(struct st_server *srv)
+{
+    struct st_component_mgr *m = srv->component_mgr;
+    if (!m || m->stopped)
+        return;
+    /* RFC 6120 §4.9.3.6: <host-gone/> is the condition for a domain this server no longer
+     * serves. A changed secret needs nothing here: the handshake reads the settings, so it
+     * applies to the next connection and the authenticated stream keeps running. */
+    for (struct comp *c = m->all; c; c = c->next)
+        if (c->domain && !c->closing && !st_component_find(srv, c->domain))
+            stream_error(c, "host-gone", "the component was removed from the configuration");
+}
+
 void st_component_stop(struct st_server *srv)
 {
     struct st_component_mgr *m = srv->component_mgr;

@@ -14,6 +14,11 @@ struct st_server;
  * nothing when the port is 0 or no component is configured) and registers the routing hooks.
  * Returns 0, or ST_EIO when a listener cannot be opened (logged). Loop thread, at start. */
 int st_component_start(struct st_server *srv);
+/* Applies a reloaded configuration (SIGHUP) to the streams: a component no longer configured
+ * gets <host-gone/> (RFC 6120 §4.9.3.6) and is unlinked, so stanzas to it bounce from now on.
+ * Secrets are read at each handshake, so a changed one applies to the next connection. Call
+ * after srv->settings was replaced. Loop thread. */
+void st_component_reload(struct st_server *srv);
 /* Closes the listeners and every component stream (<system-shutdown/>), unlinking them so
  * stanzas to components bounce from now on. The streams finish closing asynchronously; the
  * transport's state is freed when the last is gone. Idempotent. Loop thread. */

@@ -61,6 +61,7 @@ void st_s2s__maybe_free(struct s2s *s)
         s->dreq = NULL;
     }
     st_s2s_out_unregister(s);
+    st_s2s_out_free_mux(s);
     if (!s->out && s->id[0] && st_map_get(&m->in_by_id, s->id) == s)
         st_map_del(&m->in_by_id, s->id);
     while (s->qhead) {
@@ -330,7 +331,7 @@ static int on_remote(struct st_event *ev, void *ud)
     struct st_s2s *m = ud;
     if (m->stopping || !ev->from || !ev->to)
         return ST_EV_PASS;
-    if (!st_host_is_local(m->srv, ev->from->domain)) {
+    if (!st_domain_served(m->srv, ev->from->domain)) {
         /* We relay nothing between two remote domains (RFC 6120 §13.9). */
         return ST_EV_PASS;
     }
@@ -351,7 +352,7 @@ static int on_remote(struct st_event *ev, void *ud)
         st_s2s__bounce(m, ev->stanza, "remote-server-not-found", NULL);
         return ST_EV_HANDLED;
     }
-    st_s2s_out_send(s, ev->stanza);
+    st_s2s_out_send_pair(s, ev->from->domain, ev->to->domain, ev->stanza);
     return ST_EV_HANDLED;
 }
 

@@ -36,6 +36,17 @@
 
 bool st_s2s_in_authorized(const struct s2s *s, const char *from, const char *to)
 {
+    if (s->out) {
+        if (!s->bidi || !s->peer_trusted || s->state != SS_READY)
+            return false;
+        if (strcasecmp(from, s->remote) == 0 && strcasecmp(to, s->local) == 0)
+            return true;
+        /* Pairs piggybacked on the stream count in the other direction too (XEP-0288 §4). */
+        for (const struct s2s_mux *x = s->mux; x; x = x->next)
+            if (x->ready && strcasecmp(from, x->remote) == 0 && strcasecmp(to, x->local) == 0)
+                return true;
+        return false;
+    }
     for (size_t i = 0; i < s->npairs; i++)
         if (strcmp(s->pairs[i].from, from) == 0 && strcmp(s->pairs[i].to, to) == 0)
             return true;
@@ -159,7 +170,7 @@ static void on_db_request(struct s2s *s, struct st_xml *x)
         st_s2s__close(s, "improper-addressing", "<db:result/> needs from, to and a key");
         goto out;
     }
-    if (!st_host_is_local(m->srv, to)) {
+    if (!st_domain_served(m->srv, to)) {
         st_s2s__close(s, "host-unknown", "this server does not serve that domain");
         goto out;
     }
@@ -202,7 +213,7 @@ static void on_db_verify(struct s2s *s, struct st_xml *x)
         st_s2s__close(s, "improper-addressing", "<db:verify/> needs from, to, id and a key");
         goto out;
     }
-    if (!st_host_is_local(m->srv, to)) {
+    if (!st_domain_served(m->srv, to)) {
         st_s2s__close(s, "host-unknown", "this server does not serve that domain");
         goto out;
     }
@@ -280,7 +291,7 @@ static void on_auth(struct s2s *s, struct st_xml *x)
 
 /* ---- stanzas ---- */
 
-static void on_server_stanza(struct s2s *s, struct st_xml *x)
+void st_s2s_in_deliver(struct s2s *s, struct st_xml *x)
 {
     const char *from_s = st_xml_attr(x, "from"), *to_s = st_xml_attr(x, "to");
     if (!from_s || !to_s) {
@@ -293,7 +304,7 @@ static void on_server_stanza(struct s2s *s, struct st_xml *x)
         st_s2s__close(s, "improper-addressing", "malformed 'from' or 'to'");
         return;
     }
-    if (!st_host_is_local(s->m->srv, to.domain)) {
+    if (!st_domain_served(s->m->srv, to.domain)) {
         st_s2s__close(s, "host-unknown", "this server does not serve that domain");
     } else if (!st_s2s_in_authorized(s, from.domain, to.domain)) {
         st_s2s__close(s, "invalid-from", "the 'from' domain is not authenticated on this stream");
@@ -316,7 +327,7 @@ static void on_stream_open(void *ud, const struct st_xml *h)
     char *to = prep_domain(st_xml_attr(h, "to"));
     char *from = prep_domain(st_xml_attr(h, "from"));
     /* The answer's 'from' is the host asked for, when we serve it. */
-    if (to && st_host_is_local(m->srv, to) && (!s->local || strcmp(s->local, to) == 0)) {
+    if (to && st_domain_served(m->srv, to) && (!s->local || strcmp(s->local, to) == 0)) {
         st_free(s->local);
         s->local = st_strdup(to);
     }
@@ -397,7 +408,7 @@ static void on_stanza(void *ud, struct st_xml *x)
                (strcmp(x->name, "message") == 0 || strcmp(x->name, "presence") == 0 ||
                 strcmp(x->name, "iq") == 0)) {
         s->last_active = uv_now(s->m->srv->loop);
-        on_server_stanza(s, x);
+        st_s2s_in_deliver(s, x);
     } else {
         st_s2s__close(s, "unsupported-stanza-type", NULL);
     }

@@ -77,6 +77,17 @@ struct s2s_qitem {
     struct st_xml *x; /* a reference */
 };
 
+/* Outgoing: another (local, remote) pair riding on an authenticated stream by dialback
+ * piggybacking (XEP-0220 §2.5). Registered in m->out under its own key, pointing at the
+ * stream that carries it. */
+struct s2s_mux {
+    struct s2s_mux *next;
+    char *local, *remote, *key;
+    bool ready; /* the peer answered our <db:result/> with type='valid' */
+    struct s2s_qitem *qhead, **qtail;
+    size_t qlen;
+};
+
 struct s2s {
     struct st_s2s *m;
     bool out;
@@ -90,6 +101,10 @@ struct s2s {
     enum s2s_state state;
     bool closing, header_sent, tls, sasl_done, legacy, failed, bidi, dialback_offered;
     bool can_verify; /* out: past the TLS and trust checks: db:verify may be sent */
+    bool retrying;   /* out: this connection failed before auth; the next target follows */
+    bool peer_trusted; /* out: the peer's certificate is trusted for `remote` (RFC 6125) */
+    bool db_errors;    /* out: the peer offered dialback with <errors/> (XEP-0220 §2.5 muxing) */
+    struct s2s_mux *mux; /* out: piggybacked pairs */
     uint64_t last_active;
     struct s2s *next, *prev;
     /* incoming */
@@ -140,13 +155,25 @@ void st_s2s_in_accept(void *ud, struct st_conn *conn);
 /* An answer to a db:verify we sent for incoming stream in_id arrived (or failed: valid false). */
 void st_s2s_in_verified(struct st_s2s *m, const char *in_id, const char *from, const char *to,
                         bool valid);
+/* May stream s carry stanzas from domain `from` to our domain `to`? Incoming: an
+ * authenticated pair. Outgoing: only as a XEP-0288 bidi stream we asked for, once ready, from
+ * the peer whose certificate we verified for `remote` to the local domain of the stream, or
+ * the reverse of a piggybacked pair the peer accepted. */
 bool st_s2s_in_authorized(const struct s2s *s, const char *from, const char *to);
+/* Checks the addresses of a jabber:server stanza received on s (either direction) and routes
+ * it, or closes s with improper-addressing / host-unknown / invalid-from. Borrows x. */
+void st_s2s_in_deliver(struct s2s *s, struct st_xml *x);
 
 /* s2s_out.c */
 /* Returns the outgoing stream for (local, remote), creating and starting it if needed. */
 struct s2s *st_s2s_out_get(struct st_s2s *m, const char *local, const char *remote);
 /* Queues or sends stanza (borrowed). */
 void st_s2s_out_send(struct s2s *s, struct st_xml *x);
+/* The same for a stanza of the pair (local, remote), which may be piggybacked on s. */
+void st_s2s_out_send_pair(struct s2s *s, const char *local, const char *remote,
+                          struct st_xml *x);
+/* Bounces what piggybacked pairs still hold and frees them (stream teardown). */
+void st_s2s_out_free_mux(struct s2s *s);
 /* Asks the authoritative server of 'to' (over our stream local->remote) to verify a key. */
 void st_s2s_out_verify(struct st_s2s *m, const char *local, const char *remote, const char *id,
                        const char *key, const char *in_id);

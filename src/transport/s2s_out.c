@@ -10,8 +10,17 @@
  * peer offers it, else dialback (<db:result/> with our XEP-0185 key).
  * <db:verify/> requests for incoming streams ride on this stream once it is
  * past the trust check. A <db:result type=.../> is only believed for the
- * pair this stream asked about, in the dialback state. On failure the
- * queue bounces with remote-server-not-found or remote-server-timeout. */
+ * pair this stream asked about, in the dialback state. Towards a peer whose
+ * certificate we trust and that offers XEP-0288, we ask for a bidirectional
+ * stream; its stanzas to us then arrive on this stream, checked like those
+ * of an incoming one. Another pair that needs a stream may ride on an
+ * authenticated one by dialback piggybacking (XEP-0220 §2.5) where the
+ * certificates show that the peer will accept it and is the right server.
+ * On failure the
+ * queue bounces with remote-server-not-found or remote-server-timeout.
+ * A target that accepts TCP but fails before we are authenticated (TLS
+ * failure, a stream error, garbage, a close) counts as a failed attempt of
+ * RFC 6120 §3.2.1: the next address or SRV target is tried. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +43,46 @@
 static void next_target(struct s2s *s);
 static void try_addr(struct s2s *s);
 
+static bool more_targets(const struct s2s *s)
+{
+    return s->ai + 1 < s->naddrs || s->ti + 1 < s->ntargets;
+}
+
+/* RFC 6120 §3.2.1: an attempt that got TCP up but failed before authentication (TLS, stream
+ * error, not XMPP at all) is as failed as a refused connect; the next address or target gets
+ * its chance. The connection is dropped here; on_close starts the next attempt once it is
+ * gone (never from inside the parser callback that noticed the failure). Returns false when
+ * there is nothing left to try (the caller fails the stream as before). */
+static bool retry_elsewhere(struct s2s *s, const char *why)
+{
+    if (s->state == SS_READY || s->closing || s->retrying || !s->conn || s->m->stopping ||
+        !more_targets(s))
+        return false;
+    st_log_info(s->name, "%s; trying the next server", why);
+    s->retrying = true;
+    s->last_err = ST_EIO;
+    if (s->parser)
+        st_xml_parser_stop(s->parser);
+    st_conn_abort(s->conn);
+    return true;
+}
+
+/* Forgets everything negotiated on the failed connection before the next attempt. */
+static void reset_attempt(struct s2s *s)
+{
+    s->retrying = false;
+    if (s->parser) {
+        st_xml_parser_free(s->parser);
+        s->parser = NULL;
+    }
+    s->tls = s->sasl_done = s->legacy = s->header_sent = false;
+    s->can_verify = s->dialback_offered = s->bidi = s->peer_trusted = s->db_errors = false;
+    s->id[0] = '\0';
+    for (struct s2s_verify *v = s->verifies; v; v = v->next)
+        v->sent = false;
+    s->state = SS_RESOLVING;
+}
+
 static char *pair_key(const char *local, const char *remote)
 {
     struct st_buf b;
@@ -50,8 +99,68 @@ struct s2s *st_s2s_out_find(struct st_s2s *m, const char *local, const char *rem
     return s;
 }
 
+/* Relays the outcome of a <db:verify/> (unlinked by the caller) to the incoming stream that
+ * asked, and frees it. */
+static void verify_answered(struct s2s *s, struct s2s_verify *v, bool valid)
+{
+    st_s2s_in_verified(s->m, v->in_id, v->to, v->from, valid);
+    st_free(v->from);
+    st_free(v->to);
+    st_free(v->id);
+    st_free(v->key);
+    st_free(v->in_id);
+    st_free(v);
+}
+
+static void mux_unregister(struct s2s *s, struct s2s_mux *x)
+{
+    if (x->key && st_map_get(&s->m->out, x->key) == s)
+        st_map_del(&s->m->out, x->key);
+    st_free(x->key);
+    x->key = NULL;
+}
+
+static void bounce_queue(struct s2s *s, struct s2s_qitem **head, struct s2s_qitem ***tail,
+                         size_t *len, const char *cond)
+{
+    while (*head) {
+        struct s2s_qitem *q = *head;
+        *head = q->next;
+        st_s2s__bounce(s->m, q->x, cond, NULL);
+        st_xml_unref(q->x);
+        st_free(q);
+    }
+    *tail = head;
+    *len = 0;
+}
+
+static void mux_bounce(struct s2s *s, struct s2s_mux *x, const char *cond)
+{
+    bounce_queue(s, &x->qhead, &x->qtail, &x->qlen, cond);
+}
+
+static void mux_free(struct s2s *s, struct s2s_mux *x, const char *cond)
+{
+    mux_unregister(s, x);
+    mux_bounce(s, x, cond);
+    st_free(x->local);
+    st_free(x->remote);
+    st_free(x);
+}
+
+void st_s2s_out_free_mux(struct s2s *s)
+{
+    while (s->mux) {
+        struct s2s_mux *x = s->mux;
+        s->mux = x->next;
+        mux_free(s, x, "remote-server-not-found");
+    }
+}
+
 void st_s2s_out_unregister(struct s2s *s)
 {
+    for (struct s2s_mux *x = s->mux; x; x = x->next)
+        mux_unregister(s, x);
     if (!s->key)
         return;
     if (st_map_get(&s->m->out, s->key) == s)
@@ -73,25 +182,13 @@ void st_s2s_out_drain(struct s2s *s, const char *why, bool timeout)
                     why, s->qlen, s->qlen == 1 ? "" : "s", cond);
     else
         st_log_info(s->name, "stream failed: %s", why);
-    while (s->qhead) {
-        struct s2s_qitem *q = s->qhead;
-        s->qhead = q->next;
-        st_s2s__bounce(s->m, q->x, cond, NULL);
-        st_xml_unref(q->x);
-        st_free(q);
-    }
-    s->qtail = &s->qhead;
-    s->qlen = 0;
+    bounce_queue(s, &s->qhead, &s->qtail, &s->qlen, cond);
+    for (struct s2s_mux *x = s->mux; x; x = x->next)
+        mux_bounce(s, x, cond);
     while (s->verifies) {
         struct s2s_verify *v = s->verifies;
         s->verifies = v->next;
-        st_s2s_in_verified(s->m, v->in_id, v->to, v->from, false);
-        st_free(v->from);
-        st_free(v->to);
-        st_free(v->id);
-        st_free(v->key);
-        st_free(v->in_id);
-        st_free(v);
+        verify_answered(s, v, false);
     }
 }
 
@@ -109,41 +206,55 @@ static void on_setup_timeout(uv_timer_t *t)
 
 /* ---- ready: flush the queue ---- */
 
+/* Sends the stanzas waiting in a queue (the stream's own, or a piggybacked pair's). */
+static void flush_queue(struct s2s *s, struct s2s_qitem **head, struct s2s_qitem ***tail,
+                        size_t *len)
+{
+    while (*head && !s->closing) {
+        struct s2s_qitem *q = *head;
+        *head = q->next;
+        (*len)--;
+        if (st_s2s__send_stanza(s, q->x) != 0)
+            st_s2s__bounce(s->m, q->x, "policy-violation", "stanza too large for federation");
+        st_xml_unref(q->x);
+        st_free(q);
+    }
+    if (!*head)
+        *tail = head;
+}
+
+/* Sends x now when its pair is ready, else queues it (bounded by s2s.queue_limit). */
+static void send_or_queue(struct s2s *s, bool ready, struct s2s_qitem ***tail, size_t *len,
+                          struct st_xml *x)
+{
+    if (ready && s->conn && !s->closing) {
+        if (st_s2s__send_stanza(s, x) != 0)
+            st_s2s__bounce(s->m, x, "policy-violation", "stanza too large for federation");
+        return;
+    }
+    if ((int64_t)*len >= s->m->srv->settings.s2s.queue_limit) {
+        st_s2s__bounce(s->m, x, "resource-constraint", "too many stanzas waiting for the peer");
+        return;
+    }
+    struct s2s_qitem *q = ST_NEW(struct s2s_qitem);
+    q->x = st_xml_ref(x);
+    **tail = q;
+    *tail = &q->next;
+    (*len)++;
+}
+
 static void ready(struct s2s *s, const char *how)
 {
     s->state = SS_READY;
     st_s2s__pause_timer(s);
     st_log_info(s->name, "authenticated (%s)%s; %zu stanza%s queued", how,
                 s->tls ? " over TLS" : "", s->qlen, s->qlen == 1 ? "" : "s");
-    while (s->qhead && !s->closing) {
-        struct s2s_qitem *q = s->qhead;
-        s->qhead = q->next;
-        s->qlen--;
-        if (st_s2s__send_stanza(s, q->x) != 0)
-            st_s2s__bounce(s->m, q->x, "policy-violation", "stanza too large for federation");
-        st_xml_unref(q->x);
-        st_free(q);
-    }
-    if (!s->qhead)
-        s->qtail = &s->qhead;
+    flush_queue(s, &s->qhead, &s->qtail, &s->qlen);
 }
 
 void st_s2s_out_send(struct s2s *s, struct st_xml *x)
 {
-    if (s->state == SS_READY && s->conn && !s->closing) {
-        if (st_s2s__send_stanza(s, x) != 0)
-            st_s2s__bounce(s->m, x, "policy-violation", "stanza too large for federation");
-        return;
-    }
-    if ((int64_t)s->qlen >= s->m->srv->settings.s2s.queue_limit) {
-        st_s2s__bounce(s->m, x, "resource-constraint", "too many stanzas waiting for the peer");
-        return;
-    }
-    struct s2s_qitem *q = ST_NEW(struct s2s_qitem);
-    q->x = st_xml_ref(x);
-    *s->qtail = q;
-    s->qtail = &q->next;
-    s->qlen++;
+    send_or_queue(s, s->state == SS_READY, &s->qtail, &s->qlen, x);
 }
 
 /* ---- dialback ---- */
@@ -211,13 +322,7 @@ static void on_verify_answer(struct s2s *s, struct st_xml *x, const char *type)
             strcmp(to, v->from) != 0 || strcmp(id, v->id) != 0)
             continue;
         *pv = v->next;
-        st_s2s_in_verified(s->m, v->in_id, v->to, v->from, strcmp(type, "valid") == 0);
-        st_free(v->from);
-        st_free(v->to);
-        st_free(v->id);
-        st_free(v->key);
-        st_free(v->in_id);
-        st_free(v);
+        verify_answered(s, v, strcmp(type, "valid") == 0);
         return;
     }
     st_log_info(s->name, "ignoring an unrequested <db:verify type='%s'/>", type);
@@ -235,9 +340,13 @@ static void start_dialback(struct s2s *s)
     s->state = SS_DIALBACK;
 }
 
+static bool mux_answer(struct s2s *s, const char *from, const char *to, const char *type);
+
 static void on_db_result(struct s2s *s, struct st_xml *x, const char *type)
 {
     const char *from = st_xml_attr(x, "from"), *to = st_xml_attr(x, "to");
+    if (s->state == SS_READY && from && to && mux_answer(s, from, to, type))
+        return;
     /* XEP-0220 §2.1.3: only the answer to what we asked, on the stream we asked it on. */
     if (s->state != SS_DIALBACK || !from || !to || strcasecmp(from, s->remote) != 0 ||
         strcasecmp(to, s->local) != 0) {
@@ -248,6 +357,98 @@ static void on_db_result(struct s2s *s, struct st_xml *x, const char *type)
         ready(s, "dialback");
     else
         st_s2s_out_fail(s, NULL, "the peer refused our dialback key", false);
+}
+
+/* ---- dialback piggybacking (XEP-0220 §2.5) ---- */
+
+/* The answer to a piggybacked <db:result/> we sent (and only that: a pair we never asked
+ * about, or asked about and already settled, is unsolicited and changes nothing). */
+static bool mux_answer(struct s2s *s, const char *from, const char *to, const char *type)
+{
+    for (struct s2s_mux **px = &s->mux; *px; px = &(*px)->next) {
+        struct s2s_mux *x = *px;
+        if (x->ready || strcasecmp(from, x->remote) != 0 || strcasecmp(to, x->local) != 0)
+            continue;
+        if (strcmp(type, "valid") != 0) {
+            st_log_info(s->name, "the peer refused %s->%s on this stream (%s)", x->local,
+                        x->remote, type);
+            *px = x->next;
+            mux_free(s, x, "remote-server-not-found");
+            return true;
+        }
+        x->ready = true;
+        st_log_info(s->name, "authenticated %s->%s on this stream (dialback piggybacking); "
+                    "%zu stanza%s queued", x->local, x->remote, x->qlen,
+                    x->qlen == 1 ? "" : "s");
+        flush_queue(s, &x->qhead, &x->qtail, &x->qlen);
+        return true;
+    }
+    return false;
+}
+
+/* May the pair (local, remote) ride on stream s instead of a connection of its own? Only on
+ * a stream that is authenticated, encrypted and whose peer offered dialback errors (so a
+ * refusal does not cost the stream, XEP-0220 §2.5), and only where the peer can accept it
+ * and we know we talk to the right server: another local domain towards the same peer when
+ * our certificate on that stream also names it (a peer under secure_auth would refuse it
+ * otherwise); another remote domain of the same peer when the certificate the peer showed
+ * us is trusted for that domain too (RFC 6125 — the same test a fresh connection would
+ * have to pass). */
+static bool mux_allowed(const struct s2s *s, const char *local, const char *remote)
+{
+    struct st_s2s *m = s->m;
+    if (!s->out || s->state != SS_READY || s->closing || !s->conn || !s->tls || !s->db_errors)
+        return false;
+    bool same_local = strcasecmp(s->local, local) == 0;
+    bool same_remote = strcasecmp(s->remote, remote) == 0;
+    if (same_local == same_remote)
+        return false; /* that is the stream's own pair, or nothing in common */
+    if (same_remote)
+        return st_tls_client_cert_names(m->tlsc, s->local, local);
+    return s->peer_trusted &&
+           st_conn_verify_peer(s->conn, m->tlsc, remote, NULL, 0) == ST_PEER_CERT_OK;
+}
+
+/* Starts piggybacking (local, remote) on an existing stream if one allows it; returns it. */
+static struct s2s *mux_start(struct st_s2s *m, const char *local, const char *remote)
+{
+    struct s2s *s = m->all;
+    while (s && !mux_allowed(s, local, remote))
+        s = s->next;
+    if (!s)
+        return NULL;
+    char key[ST_DIALBACK_KEY_HEX];
+    if (st_dialback_key(m->secret, sizeof m->secret, remote, local, s->id, key))
+        return NULL;
+    struct s2s_mux *x = ST_NEW(struct s2s_mux);
+    x->local = st_strdup(local);
+    x->remote = st_strdup(remote);
+    x->key = pair_key(local, remote);
+    x->qtail = &x->qhead;
+    x->next = s->mux;
+    s->mux = x;
+    st_map_set(&m->out, x->key, s);
+    write_db(s, "result", local, remote, NULL, key);
+    st_memzero(key, sizeof key);
+    st_log_info(s->name, "piggybacking %s->%s on this stream (XEP-0220 §2.5)", local, remote);
+    return s;
+}
+
+void st_s2s_out_send_pair(struct s2s *s, const char *local, const char *remote,
+                          struct st_xml *x)
+{
+    struct s2s_mux *mx = NULL;
+    if (s->local && s->remote &&
+        (strcasecmp(s->local, local) != 0 || strcasecmp(s->remote, remote) != 0)) {
+        for (mx = s->mux; mx; mx = mx->next)
+            if (strcasecmp(mx->local, local) == 0 && strcasecmp(mx->remote, remote) == 0)
+                break;
+    }
+    if (!mx) {
+        st_s2s_out_send(s, x);
+        return;
+    }
+    send_or_queue(s, mx->ready, &mx->qtail, &mx->qlen, x);
 }
 
 /* ---- features ---- */
@@ -302,7 +503,18 @@ static void on_features(struct s2s *s, const struct st_xml *f)
                     why, s->remote);
     }
     s->can_verify = true;
-    s->dialback_offered = !f || st_xml_child(f, "dialback", ST_NS_DIALBACK_FEATURE) != NULL;
+    s->peer_trusted = pc == ST_PEER_CERT_OK;
+    /* XEP-0288 §2: ask for a bidirectional stream before authenticating, so the peer answers
+     * over this connection instead of opening one back. Only towards a peer whose certificate
+     * we trust: stanzas coming back are believed on that basis alone. */
+    if (!s->bidi && s->peer_trusted && f && st_xml_child(f, "bidi", ST_NS_BIDI_FEATURE)) {
+        st_s2s__write_str(s, "<bidi xmlns='" ST_NS_BIDI "'/>");
+        s->bidi = true;
+        st_log_debug(s->name, "requested a bidirectional stream (XEP-0288)");
+    }
+    struct st_xml *db = f ? st_xml_child(f, "dialback", ST_NS_DIALBACK_FEATURE) : NULL;
+    s->dialback_offered = !f || db != NULL;
+    s->db_errors = db && st_xml_child(db, "errors", ST_NS_DIALBACK_FEATURE) != NULL;
     send_verifies(s);
     if (s->tls && offers_external(f)) {
         unsigned char b64[1024];
@@ -332,7 +544,8 @@ static void on_stream_open(void *ud, const struct st_xml *h)
     const char *defns = st_xml_attr(h, "xmlns");
     if (strcmp(h->name, "stream") != 0 || strcmp(h->ns, ST_NS_STREAMS) != 0 || !defns ||
         strcmp(defns, ST_NS_SERVER) != 0) {
-        st_s2s_out_fail(s, "invalid-namespace", "not a jabber:server stream", false);
+        if (!retry_elsewhere(s, "not a jabber:server stream"))
+            st_s2s_out_fail(s, "invalid-namespace", "not a jabber:server stream", false);
         return;
     }
     const char *id = st_xml_attr(h, "id");
@@ -359,7 +572,7 @@ static void restart(struct s2s *s)
 static void on_stanza(void *ud, struct st_xml *x)
 {
     struct s2s *s = ud;
-    if (s->closing) {
+    if (s->closing || s->retrying) {
         st_xml_unref(x);
         return;
     }
@@ -372,10 +585,12 @@ static void on_stanza(void *ud, struct st_xml *x)
         struct st_xml *c = st_xml_first_element(x);
         char why[128];
         snprintf(why, sizeof why, "stream error from the peer: %s", c ? c->name : "?");
-        st_s2s_out_fail(s, NULL, why, false);
+        if (!retry_elsewhere(s, why))
+            st_s2s_out_fail(s, NULL, why, false);
     } else if (is_ns(x, "proceed", ST_NS_TLS) && s->state == SS_STARTTLS) {
         if (st_conn_starttls_client(s->conn, s->m->tlsc, s->remote, s->local) != 0) {
-            st_s2s_out_fail(s, NULL, "TLS could not start", false);
+            if (!retry_elsewhere(s, "TLS could not start"))
+                st_s2s_out_fail(s, NULL, "TLS could not start", false);
         } else {
             s->tls = true;
             restart(s);
@@ -394,8 +609,12 @@ static void on_stanza(void *ud, struct st_xml *x)
         on_db_result(s, x, type);
     } else if (is_ns(x, "verify", ST_NS_DIALBACK) && type) {
         on_verify_answer(s, x, type);
+    } else if (strcmp(x->ns, ST_NS_SERVER) == 0 && s->bidi && s->state == SS_READY &&
+               (strcmp(x->name, "message") == 0 || strcmp(x->name, "presence") == 0 ||
+                strcmp(x->name, "iq") == 0)) {
+        st_s2s_in_deliver(s, x); /* XEP-0288: the peer answers over our stream */
     } else if (strcmp(x->ns, ST_NS_SERVER) == 0) {
-        /* We never ask for bidi (XEP-0288) on our streams: stanzas must not come back. */
+        /* Without bidi (XEP-0288) stanzas must not come back on the initiating stream. */
         st_s2s__close(s, "unsupported-stanza-type", "stanzas on the initiating stream");
     } else {
         st_log_debug(s->name, "ignoring <%s xmlns='%s'/>", x->name, x->ns);
@@ -413,6 +632,8 @@ static void on_stream_close(void *ud)
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
 {
     struct s2s *s = ud;
+    if (s->retrying || retry_elsewhere(s, "the peer does not speak XMPP"))
+        return;
     st_s2s__close(s, st_s2s__parse_error_cond((int)err), text);
 }
 
@@ -428,7 +649,7 @@ static const struct st_xml_parser_cb parser_cb = {
 static void on_read(struct st_conn *conn, const char *data, size_t len)
 {
     struct s2s *s = st_conn_data(conn);
-    if (s->closing)
+    if (s->closing || s->retrying)
         return;
     st_xml_parser_feed(s->parser, data, len);
 }
@@ -438,6 +659,17 @@ static void on_close(struct st_conn *conn, int err)
     struct s2s *s = st_conn_data(conn);
     st_log_info(s->name, "disconnected%s%s", err ? ": " : "", err ? st_strerror(err) : "");
     s->conn = NULL;
+    if (!s->closing && !s->m->stopping && s->state != SS_READY &&
+        (s->retrying || more_targets(s))) {
+        if (!s->retrying)
+            st_log_info(s->name, "connection lost before authentication; trying the next server");
+        reset_attempt(s);
+        s->last_err = err ? err : ST_EIO;
+        s->ai++;
+        try_addr(s);
+        return;
+    }
+    s->retrying = false;
     if (!s->closing) {
         if (s->state != SS_READY)
             st_s2s_out_drain(s, err ? "connection failed" : "connection closed", false);
@@ -602,6 +834,9 @@ struct s2s *st_s2s_out_get(struct st_s2s *m, const char *local, const char *remo
 {
     struct s2s *s = st_s2s_out_find(m, local, remote);
     if (s || m->stopping)
+        return s;
+    s = mux_start(m, local, remote);
+    if (s)
         return s;
     s = st_s2s__new_stream(m, true);
     s->local = st_strdup(local);

@@ -7,7 +7,12 @@
  * urn:ietf:params:xml:ns:xmpp-framing start, restart and end the stream
  * (§3.3.2, §3.6), anything else is a stanza or negotiation element for the
  * shared c2s logic. Pings are answered with pongs by wslay; a message over
- * websocket.max_frame_size closes with 1009 (RFC 6455 §7.4.1). */
+ * websocket.max_frame_size closes with 1009 (RFC 6455 §7.4.1). A
+ * connection silent for websocket.ping_interval gets a ping frame
+ * (RFC 6455 §5.5.2); if nothing at all (a pong or anything else) arrives
+ * within websocket.ping_timeout, the stream ends with connection-timeout
+ * (RFC 6120 §4.9.3.4) and the connection is dropped, so half-open
+ * connections behind NATs and proxies do not linger. */
 #include "transport/websocket.h"
 
 #include <openssl/sha.h>
@@ -35,6 +40,10 @@ struct ws {
     struct st_buf in;     /* received bytes not yet taken by wslay */
     size_t in_off;
     bool ending;          /* our close frame is queued; close the connection once sent */
+    uv_timer_t *ping;     /* idle check; NULL when pings are off or once stopped */
+    uint64_t last_rx_ms;  /* when the client last sent anything */
+    uint64_t ping_sent_ms; /* when our unanswered ping left, or 0 */
+    bool timed_out;       /* connection-timeout sent; abort if still there next time */
 };
 
 /* ---- wslay callbacks ---- */
@@ -181,6 +190,8 @@ static void ws_on_read(struct st_conn *conn, const char *data, size_t len)
         st_conn_abort(conn);
         return;
     }
+    if (len) /* any input, a pong included, shows the client is alive */
+        w->last_rx_ms = uv_now(w->c->srv->loop);
     if (wslay_event_recv(w->ctx) != 0) {
         st_log_info(w->c->sess.id, "websocket protocol error from %s", st_conn_peer(conn));
         st_conn_abort(conn);
@@ -196,10 +207,79 @@ static void ws_on_read(struct st_conn *conn, const char *data, size_t len)
         st_conn_close(w->conn);
 }
 
+static void ping_closed(uv_handle_t *h)
+{
+    st_free(h);
+}
+
+static void ping_stop(struct ws *w)
+{
+    if (!w->ping)
+        return;
+    uv_timer_stop(w->ping);
+    uv_close((uv_handle_t *)w->ping, ping_closed);
+    w->ping = NULL;
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    struct ws *w = t->data;
+    const struct st_websocket_settings *cfg = &w->c->srv->settings.websocket;
+    uint64_t now = uv_now(w->c->srv->loop);
+    if (!w->conn)
+        return;
+    if (w->ping_sent_ms && w->last_rx_ms < w->ping_sent_ms) {
+        if (now - w->ping_sent_ms < cfg->ping_timeout)
+            return;
+        if (w->timed_out) {
+            /* It did not even take our close: it is gone. */
+            st_conn_abort(w->conn);
+            return;
+        }
+        st_log_info(w->c->sess.id, "websocket: no answer to ping within %llu ms; closing",
+                    (unsigned long long)cfg->ping_timeout);
+        w->timed_out = true;
+        w->ping_sent_ms = now;
+        st_c2s_stream_error(w->c, "connection-timeout", "no answer to WebSocket ping");
+        return;
+    }
+    if (now - w->last_rx_ms < cfg->ping_interval)
+        return;
+    if (wslay_event_get_close_sent(w->ctx))
+        return;
+    struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = (const uint8_t *)"starling",
+                                .msg_length = 8};
+    if (wslay_event_queue_msg(w->ctx, &m) != 0) {
+        st_conn_abort(w->conn);
+        return;
+    }
+    w->ping_sent_ms = now;
+    ws_flush(w);
+}
+
+/* Checks often enough that neither the interval nor the timeout overshoots by much. */
+static void ping_start(struct ws *w, struct st_server *srv)
+{
+    const struct st_websocket_settings *cfg = &srv->settings.websocket;
+    w->last_rx_ms = uv_now(srv->loop);
+    if (!cfg->ping_interval)
+        return;
+    uint64_t step = cfg->ping_interval < cfg->ping_timeout ? cfg->ping_interval
+                                                             : cfg->ping_timeout;
+    step /= 4;
+    if (step < 50)
+        step = 50;
+    w->ping = st_malloc(sizeof *w->ping);
+    uv_timer_init(srv->loop, w->ping);
+    w->ping->data = w;
+    uv_timer_start(w->ping, on_ping_timer, step, step);
+}
+
 static void ws_on_close(struct st_conn *conn, int err)
 {
     struct ws *w = st_conn_data(conn);
     w->conn = NULL;
+    ping_stop(w);
     st_c2s_gone(w->c, err);
 }
 
@@ -245,6 +325,7 @@ static void io_close(struct c2s *c, const char *error, size_t len)
 static void io_destroy(struct c2s *c)
 {
     struct ws *w = c->io_data;
+    ping_stop(w);
     wslay_event_context_free(w->ctx);
     st_buf_free(&w->in);
     st_free(w);
@@ -342,6 +423,7 @@ static void ws_route(struct st_http_request *req, void *ud)
     w->c = st_c2s_new_framed(srv, &ws_io, w, conn, secure, peer);
     st_conn_set_handler(conn, &ws_handler, w);
     st_conn_set_output_limit(conn, srv->settings.limits.output_queue);
+    ping_start(w, srv);
     st_log_info(w->c->sess.id, "websocket connection from %s%s", peer,
                 secure ? " (secure)" : "");
     if (w->in.len)

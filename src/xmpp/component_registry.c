@@ -1,7 +1,9 @@
 /* The registry of authenticated external component streams (XEP-0114):
  * which component domains can take stanzas right now, the identity each
  * announced in disco#info, and the server's disco#items listing of them
- * (XEP-0030 §4). The transport (src/transport/component.c) links a stream
+ * (XEP-0030 §4), and the features delegates give for their delegated
+ * namespaces, nested into the server's disco#info (XEP-0355 "Discovering
+ * Support"). The transport (src/transport/component.c) links a stream
  * after its handshake and unlinks it when the stream ends. */
 #include <string.h>
 
@@ -11,8 +13,23 @@
 #include "xmpp/components.h"
 #include "xmpp/server.h"
 
+struct nested {
+    char *owner;         /* the delegate's domain */
+    struct st_xml *info; /* its disco#info <query/> for the delegation node */
+};
+
+static void nested_free(struct nested *n)
+{
+    if (!n)
+        return;
+    st_free(n->owner);
+    st_xml_unref(n->info);
+    st_free(n);
+}
+
 struct st_component_registry {
     struct st_map links; /* domain -> struct st_component_link* */
+    struct st_map nested; /* delegated namespace -> struct nested* */
     unsigned long generation;
 };
 
@@ -21,6 +38,7 @@ static struct st_component_registry *registry(struct st_server *srv, bool create
     if (!srv->components && create) {
         srv->components = ST_NEW(struct st_component_registry);
         st_map_init(&srv->components->links);
+        st_map_init(&srv->components->nested);
     }
     return srv->components;
 }
@@ -47,6 +65,14 @@ void st_component_unlink(struct st_server *srv, const char *domain)
     struct st_component_link *l = r ? st_map_del(&r->links, domain) : NULL;
     if (!l)
         return;
+    /* Its nested disco features go with it (XEP-0355: only a connected delegate's). */
+    for (struct st_map_entry *e = st_map_first(&r->nested); e;) {
+        struct nested *n = e->value;
+        struct st_map_entry *next = st_map_next(&r->nested, e);
+        if (strcmp(n->owner, domain) == 0)
+            nested_free(st_map_del(&r->nested, e->key));
+        e = next;
+    }
     st_xml_unref(l->info);
     st_free(l->domain);
     st_free(l);
@@ -68,6 +94,9 @@ void st_components_registry_free(struct st_server *srv)
     while ((e = st_map_first(&r->links)) != NULL)
         st_component_unlink(srv, e->key);
     st_map_free(&r->links);
+    while ((e = st_map_first(&r->nested)) != NULL)
+        nested_free(st_map_del(&r->nested, e->key));
+    st_map_free(&r->nested);
     st_free(r);
     srv->components = NULL;
 }
@@ -121,4 +150,50 @@ void st_disco_items(struct st_server *srv, const char *host, struct st_xml *quer
         if (name)
             st_xml_set_attr(item, "name", name);
     }
+}
+
+void st_component_nested_set(struct st_server *srv, const char *domain, const char *ns,
+                             const struct st_xml *query)
+{
+    struct st_component_registry *r = registry(srv, true);
+    if (!st_map_get(&r->links, domain))
+        return; /* gone meanwhile */
+    nested_free(st_map_del(&r->nested, ns));
+    struct nested *n = ST_NEW(struct nested);
+    n->owner = st_strdup(domain);
+    n->info = st_xml_copy(query);
+    st_map_set(&r->nested, ns, n);
+}
+
+const struct st_xml *st_component_nested_get(struct st_server *srv, const char *ns)
+{
+    struct st_component_registry *r = registry(srv, false);
+    struct nested *n = r ? st_map_get(&r->nested, ns) : NULL;
+    return n ? n->info : NULL;
+}
+
+void st_disco_info_components(struct st_server *srv, struct st_xml *query)
+{
+    struct st_component_registry *r = registry(srv, false);
+    if (!r)
+        return;
+    for (struct st_map_entry *e = st_map_first(&r->nested); e; e = st_map_next(&r->nested, e)) {
+        for (const struct st_xml *f = st_xml_first_element(((struct nested *)e->value)->info); f;
+             f = st_xml_next_element(f)) {
+            const char *var = strcmp(f->name, "feature") == 0 ? st_xml_attr(f, "var") : NULL;
+            bool dup = false;
+            for (const struct st_xml *g = st_xml_first_element(query); var && g && !dup;
+                 g = st_xml_next_element(g))
+                dup = strcmp(g->name, "feature") == 0 && st_xml_attr(g, "var") &&
+                      strcmp(st_xml_attr(g, "var"), var) == 0;
+            if (var && !dup)
+                st_xml_set_attr(st_xml_add_child(query, "feature", NULL), "var", var);
+        }
+    }
+}
+
+bool st_domain_served(struct st_server *srv, const char *domain)
+{
+    return domain && (st_host_is_local(srv, domain) ||
+                      st_settings_component(&srv->settings, domain) != NULL);
 }

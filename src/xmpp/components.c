@@ -39,6 +39,10 @@ const struct st_option st_component_options[] = {
     {"delegations", ST_OPT_STRLIST, offsetof(struct st_component_settings, delegations), NULL,
      0, 0, NULL, NULL,
      "XEP-0355: namespaces whose IQs to the server are handled by the component"},
+    {"bare_delegations", ST_OPT_STRLIST,
+     offsetof(struct st_component_settings, bare_delegations), NULL, 0, 0, NULL, NULL,
+     "XEP-0355: namespaces whose IQs a user sends to their own bare JID (e.g. PEP) are "
+     "handled by the component"},
     ST_OPT_END,
 };
 
@@ -114,6 +118,13 @@ int st_components_load(struct st_settings *s, const char *file, char **err)
         cs->domain = name;
         cs->line = c->line;
         s->ncomponents++;
+        if (cs->privileges.presence == ST_PRIV_PRESENCE_ROSTER &&
+            cs->privileges.roster != ST_PRIV_ROSTER_GET &&
+            cs->privileges.roster != ST_PRIV_ROSTER_BOTH)
+            /* XEP-0356 §7: roster presence needs read access to the roster. */
+            return fail(err, st_cfg_errorf(file, c->line,
+                                           "'components.%s.privileges.presence: roster' needs "
+                                           "'privileges.roster: get' or 'both'", c->key));
         if (!cs->secret || !cs->secret[0])
             return fail(err, st_cfg_errorf(file, c->line, "'components.%s.secret' is required",
                                            c->key));

@@ -35,6 +35,7 @@ struct st_component_settings {
     char *secret; /* the XEP-0114 shared secret (never logged) */
     struct st_component_privileges privileges;
     struct st_strlist delegations; /* XEP-0355 namespaces delegated to the component */
+    struct st_strlist bare_delegations; /* XEP-0355 namespaces of IQs to users' own bare JIDs */
     unsigned line;
 };
 
@@ -81,5 +82,19 @@ void st_component_unlink(struct st_server *srv, const char *domain);
 struct st_component_link *st_component_link_find(struct st_server *srv, const char *domain);
 /* Frees the registry (all links must be gone; shutdown). */
 void st_components_registry_free(struct st_server *srv);
+/* XEP-0355 disco nesting: records (copies) the disco#info <query/> the connected delegate
+ * domain answered for the node urn:xmpp:delegation:2::ns (nothing when domain is not linked).
+ * Forgotten when domain is unlinked. Borrows all. */
+void st_component_nested_set(struct st_server *srv, const char *domain, const char *ns,
+                             const struct st_xml *query);
+/* The recorded <query/> for ns, or NULL. Borrowed (valid until the next set for ns). */
+const struct st_xml *st_component_nested_get(struct st_server *srv, const char *ns);
+/* Appends to query (the server's disco#info <query/>) every recorded delegate feature not
+ * already listed. Called by the disco module. */
+void st_disco_info_components(struct st_server *srv, struct st_xml *query);
+/* True when this server answers for domain over federation: a virtual host, or a configured
+ * component's domain or subdomain (XEP-0114: stanzas for it arriving over s2s are routed to
+ * the component, and the component's stanzas to remote domains leave through s2s). */
+bool st_domain_served(struct st_server *srv, const char *domain);
 
 #endif

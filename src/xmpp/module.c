@@ -37,6 +37,7 @@ extern const struct st_module_def st_mod_presence;
 extern const struct st_module_def st_mod_offline;
 extern const struct st_module_def st_mod_hostmeta;
 extern const struct st_module_def st_mod_privilege;
+extern const struct st_module_def st_mod_webchat;
 
 static const struct st_module_def *const builtin[] = {
     &st_mod_disco,
@@ -47,6 +48,7 @@ static const struct st_module_def *const builtin[] = {
     &st_mod_offline,
     &st_mod_hostmeta,
     &st_mod_privilege,
+    &st_mod_webchat,
     NULL,
 };
 

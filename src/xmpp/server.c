@@ -301,6 +301,7 @@ void st_server_reload(struct st_server *srv)
     srv->settings.hosts_node = NULL; /* pointed into the document freed below */
     st_settings_free(&old);
     add_hosts(srv);
+    st_component_reload(srv); /* components removed from the config: <host-gone/> */
     st_tls_unref(srv->tls);
     srv->tls = tls;
     for (unsigned i = 0; i < srv->nlisteners; i++)

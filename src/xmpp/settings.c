@@ -164,6 +164,8 @@ static const struct st_option bosh_options[] = {
         "simultaneous requests per session (XEP-0124 'requests')"),
     OPT("polling", ST_OPT_DURATION, struct st_bosh_settings, polling, "2s", 0, 600000,
         "shortest interval between polling requests of hold=0 sessions"),
+    OPT("max_pause", ST_OPT_DURATION, struct st_bosh_settings, max_pause, "120s", 0, 3600000,
+        "longest 'pause' a client may request (XEP-0124 §10 'maxpause'); 0 = no pausing"),
     ST_OPT_END,
 };
 
@@ -172,6 +174,10 @@ static const struct st_option websocket_options[] = {
         "allowed Origin header values; others get 403; empty = any"),
     OPT("max_frame_size", ST_OPT_SIZE, struct st_websocket_settings, max_frame_size, "256KiB",
         KIB, 64 * MIB, "largest WebSocket message; larger closes with 1009 (RFC 6455 §7.4.1)"),
+    OPT("ping_interval", ST_OPT_DURATION, struct st_websocket_settings, ping_interval, "60s", 0,
+        3600000, "send a ping frame after this long without input (RFC 6455 §5.5.2); 0 = never"),
+    OPT("ping_timeout", ST_OPT_DURATION, struct st_websocket_settings, ping_timeout, "30s", 100,
+        3600000, "close a connection that sends nothing for this long after our ping"),
     ST_OPT_END,
 };
 

@@ -95,12 +95,15 @@ struct st_bosh_settings {
     uint64_t max_inactivity; /* session dies after this long without a request (default 60 s) */
     int64_t max_requests;    /* simultaneous requests per session (default 2) */
     uint64_t polling;        /* shortest polling interval for hold=0 clients (default 2 s) */
+    uint64_t max_pause;      /* longest 'pause' granted, XEP-0124 §10 'maxpause' (default 120 s) */
 };
 
 /* WebSocket (RFC 7395, RFC 6455). */
 struct st_websocket_settings {
     struct st_strlist origins; /* allowed Origin values; empty = any */
     size_t max_frame_size;     /* largest message; larger closes with 1009 */
+    uint64_t ping_interval;    /* ms of silence before we send a ping frame; 0 = never */
+    uint64_t ping_timeout;     /* ms to wait for any frame after our ping before closing */
 };
 
 struct st_settings {

@@ -76,7 +76,9 @@ class RawComponent(xmpp_raw.RawClient):
 
     def answer_disco(self, name="Test Gateway", category="gateway", type_="irc", features=()):
         """Answers the server's disco#info query sent on connect (XEP-0030)."""
-        iq = self.stanza("iq", lambda e: e.find(q(NS_DISCO_INFO, "query")) is not None)
+        # The plain query; XEP-0355 nesting queries carry a node and are answered separately.
+        iq = self.stanza("iq", lambda e: e.find(q(NS_DISCO_INFO, "query")) is not None
+                         and e.find(q(NS_DISCO_INFO, "query")).get("node") is None)
         feats = "".join(f"<feature var='{f}'/>" for f in features)
         self.send(f"<iq type='result' id='{iq.get('id')}' from='{iq.get('to')}' "
                   f"to='{iq.get('from')}'><query xmlns='{NS_DISCO_INFO}'>"

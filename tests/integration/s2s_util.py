@@ -9,7 +9,7 @@ per-namespace /etc/netns/NAME/resolv.conf (what `ip netns exec` binds over
 /etc/resolv.conf for Prosody), removed again at teardown.
 
 `FedCA` is a certificate authority made with the openssl CLI that issues
-host certificates (SAN dNSName). `NetStarling` runs Starling inside a
+host certificates (SAN dNSName, optionally XmppAddr). `NetStarling` runs Starling inside a
 namespace; `NetProsody` runs Debian's prosody unprivileged inside one.
 `netns(name)` switches the calling thread into a namespace for as long as
 it needs to open sockets there (sockets keep their namespace afterwards),
@@ -170,15 +170,19 @@ class FedCA:
             f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
 
-    def issue(self, domain, outdir=None):
-        """(cert_path, key_path) for domain, signed by this CA (SAN dNSName)."""
+    def issue(self, domain, outdir=None, also=(), xmpp_addrs=(), dns=True):
+        """(cert_path, key_path) for domain, signed by this CA (SAN dNSName unless dns is
+        false; `also`: more dNSNames; `xmpp_addrs`: XmppAddr otherNames, RFC 6120
+        §13.7.1.4)."""
         outdir = outdir or self.dir
         key = os.path.join(outdir, f"{domain}.key")
         csr = os.path.join(outdir, f"{domain}.csr")
         crt = os.path.join(outdir, f"{domain}.crt")
         ext = os.path.join(outdir, f"{domain}.ext")
         with open(ext, "w") as f:
-            f.write(f"subjectAltName=DNS:{domain}\nbasicConstraints=CA:FALSE\n"
+            names = [f"DNS:{d}" for d in ((domain,) if dns else ()) + tuple(also)]
+            names += [f"otherName:1.3.6.1.5.5.7.8.5;UTF8:{d}" for d in xmpp_addrs]
+            f.write(f"subjectAltName={','.join(names)}\nbasicConstraints=CA:FALSE\n"
                     "keyUsage=digitalSignature,keyAgreement\n"
                     "extendedKeyUsage=serverAuth,clientAuth\n")
         run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",

@@ -1,8 +1,9 @@
 """BOSH (XEP-0124, XEP-0206) at /http-bind: session creation with negotiated
 attributes, held requests and 'wait', hold=0 polling, the rid window and
 in-order processing, retransmission of a cached answer, terminal conditions,
-SASL with xmpp:restart, 'terminate', inactivity, and BOSH sessions as
-ordinary sessions to the router."""
+SASL with xmpp:restart, 'terminate', inactivity, 'pause' up to 'maxpause',
+the terminate body of a stream the server ended while no request was held,
+and BOSH sessions as ordinary sessions to the router."""
 import time
 import xml.etree.ElementTree as ET
 
@@ -17,7 +18,8 @@ import xmpp_raw
 def web(make_server):
     return W.start_web(make_server, {
         "c2s": {"require_encryption": False},
-        "bosh": {"max_wait": "5s", "max_inactivity": "2s", "max_hold": 1, "max_requests": 2},
+        "bosh": {"max_wait": "5s", "max_inactivity": "2s", "max_hold": 1, "max_requests": 2,
+                 "max_pause": "4s"},
     })
 
 
@@ -227,3 +229,55 @@ def test_chat_with_tcp_client_and_offline(web):
     m = tcp.messages()
     assert m.find(W.q(W.NS_CLIENT, "body")).text == "from bosh"
     tcp.close()
+
+
+def test_pause_up_to_maxpause(web):
+    """XEP-0124 §10: the creation response advertises 'maxpause'; a request with 'pause'
+    is answered at once, together with every other pending request, and the session
+    survives silence longer than 'inactivity' but within the pause; the next request ends
+    the pause, so normal inactivity applies again."""
+    b = bosh(web)
+    r = b.create(wait=3, hold=1)
+    assert r.get("maxpause") == "4"
+    held = b.start(b.body())
+    time.sleep(0.2)
+    t = time.monotonic()
+    r = b.post(pause="3")
+    assert r.get("type") is None and len(r) == 0
+    assert len(b.finish(held)) == 0
+    assert time.monotonic() - t < 1.5
+    time.sleep(2.7)                      # beyond inactivity (2 s), within the pause (3 s)
+    r = b.post()
+    assert r.get("type") != "terminate", ET.tostring(r)
+    time.sleep(3.2)                      # the pause is over: inactivity (2 s) applies
+    r = b.post()
+    assert r.get("type") == "terminate", ET.tostring(r)
+
+
+def test_pause_beyond_maxpause(web):
+    """XEP-0124 §10: a 'pause' above 'maxpause' is a policy violation (§17.2)."""
+    b = bosh(web)
+    b.create(wait=5, hold=1)
+    r = b.post(pause="5")
+    assert r.get("type") == "terminate" and r.get("condition") == "policy-violation"
+
+
+def test_server_close_without_held_request(web):
+    """XEP-0124 §13/§17.2: when the server ends the stream while the client holds no
+    request (here a second login takes the resource: RFC 6120 §7.7.2.2 conflict), the next
+    request within the inactivity window still receives the terminate body with the
+    stream error, not item-not-found; only after that is the sid unknown."""
+    old = bosh(web)
+    old.login("alice", USERS["alice@localhost"], resource="twice")
+    new = bosh(web)
+    new.login("alice", USERS["alice@localhost"], resource="twice")
+    time.sleep(0.3)
+    r = old.post()
+    assert r.get("type") == "terminate", ET.tostring(r)
+    assert r.get("condition") == "remote-stream-error", ET.tostring(r)
+    err = r.find(W.q(W.NS_STREAMS, "error"))
+    assert err is not None, ET.tostring(r)
+    assert err.find(W.q("urn:ietf:params:xml:ns:xmpp-streams", "conflict")) is not None
+    r = old.post()
+    assert r.get("type") == "terminate" and r.get("condition") == "item-not-found"
+    new.post(type="terminate")

@@ -24,7 +24,8 @@ NS_ROSTER = "jabber:iq:roster"
 REASON = s2s_util.netns_unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"federation tests: {REASON}")
 
-USERS_A = {"juliet@a.test": "pw-juliet-Aa1x", "nurse@a.test": "pw-nurse-Aa2x"}
+USERS_A = {"juliet@a.test": "pw-juliet-Aa1x", "nurse@a.test": "pw-nurse-Aa2x",
+           "tybalt@a2.test": "pw-tybalt-Aa3x"}
 USERS_B = {"romeo@b.test": "pw-romeo-Bb1x"}
 USERS_C = {"mercutio@c.test": "pw-mercutio-Cc1x"}
 
@@ -44,6 +45,8 @@ def fed(tmp_path_factory):
         net.add_srv("_xmpps-server._tcp", "a.test", "xmpp.a.test", 5270, priority=0)
         net.add_srv("_xmpp-server._tcp", "a.test", "xmpp.a.test", 5269, priority=10)
         net.add_a("xmpp.a.test", ip_a)
+        # a2.test, a second host on a: direct TLS only, certificate with an XmppAddr only.
+        net.add_srv("_xmpps-server._tcp", "a2.test", "xmpp.a.test", 5270, priority=0)
         net.add_srv("_xmpp-server._tcp", "c.test", "c.test", 5269)
         net.add_a("c.test", ip_c)
         net.add_a("d.test", ip_d)
@@ -52,10 +55,12 @@ def fed(tmp_path_factory):
         ca = FedCA(work)
         crt_a, key_a = ca.issue("a.test")
         crt_b, key_b = ca.issue("b.test")
+        crt_a2, key_a2 = ca.issue("a2.test", str(work), xmpp_addrs=("a2.test",), dns=False)
         common = {"dns": {"servers": [s2s_util.HUB_ADDR], "timeout": "2s"},
                   "log_level": "debug"}
         a = NetStarling(work / "a", ns_a, ip_a, s2s_util.deep_merge_simple(common, {
-            "hosts": {"a.test": {"certificate": crt_a, "key": key_a}},
+            "hosts": {"a.test": {"certificate": crt_a, "key": key_a},
+                      "a2.test": {"certificate": crt_a2, "key": key_a2}},
             "s2s": {"routes": {"b.test": f"{ip_b}:5269"}, "ca_files": [ca.cert],
                     "insecure_domains": ["c.test"], "connect_timeout": "2s",
                     "max_stanza_size": "16KiB"},
@@ -124,16 +129,62 @@ def test_message_a_to_b_sasl_external(fed, opened):
     assert "authenticated (SASL EXTERNAL) over TLS" in fed["a"].log_text()
 
 
-def test_message_b_to_a_via_srv_direct_tls(fed, opened):
-    """RFC 6120 §3.2.1, XEP-0368 §3: b.test finds a.test by SRV (dnsmasq); the
-    _xmpps-server._tcp record has the better priority, so b.test connects with direct TLS
-    to port 5270 and authenticates with SASL EXTERNAL; the message arrives."""
+def established(ns, ip1, ip2, port=None):
+    """ESTABLISHED TCP connections between ip1 and ip2 seen in namespace ns (/proc/net/tcp),
+    as (local, remote) "ip:port" pairs; only those with `port` on either end when given."""
+    def addr(h):
+        ip, p = h.split(":")
+        return ".".join(str(int(ip[i:i + 2], 16)) for i in (6, 4, 2, 0)) + f":{int(p, 16)}"
+    out = s2s_util.run("ip", "netns", "exec", ns, "cat", "/proc/net/tcp").stdout
+    conns = []
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if f[3] != "01":
+            continue
+        lo, re_ = addr(f[1]), addr(f[2])
+        if {lo.split(":")[0], re_.split(":")[0]} != {ip1, ip2}:
+            continue
+        if port is None or port in (int(lo.split(":")[1]), int(re_.split(":")[1])):
+            conns.append((lo, re_))
+    return conns
+
+
+def test_bidi_one_connection(fed, opened):
+    """XEP-0288: a.test asked for a bidirectional stream when it opened its stream to b.test
+    (b.test advertises urn:xmpp:features:bidi and a.test trusts its certificate), so b.test
+    answers over that stream: after a message each way exactly one TCP connection joins the
+    two servers' s2s ports, and b.test never opened a stream of its own to a.test."""
     juliet = login(fed["a"], "juliet@a.test", opened, presence=True)
     romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
-    chat(romeo, "juliet@a.test", "hello-a")
-    m = wait_body(juliet, "hello-a")
+    chat(juliet, "romeo@b.test", "bidi-there")
+    wait_body(romeo, "bidi-there")
+    chat(romeo, "juliet@a.test", "bidi-back")
+    m = wait_body(juliet, "bidi-back")
     assert m.get("from").startswith("romeo@b.test/")
-    assert "connected to 10.99.0.1 port 5270 (direct TLS)" in fed["b"].log_text()
+    r = romeo.iq(f"<iq type='get' to='a.test' id='{new_id()}'><ping xmlns='{NS_PING}'/></iq>",
+                 timeout=10)
+    assert r.get("type") == "result", tostr(r)
+    ip_a, ip_b = fed["a"].addr, fed["b"].addr
+    conns = established(fed["a"].ns, ip_a, ip_b, 5269)
+    assert len(conns) == 1, conns
+    assert conns[0][1] == f"{ip_b}:5269", conns  # the one a.test opened
+    assert "requested a bidirectional stream (XEP-0288)" in fed["a"].log_text()
+    assert "s2s-out b.test->a.test" not in fed["b"].log_text()
+
+
+def test_message_b_to_a2_via_srv_direct_tls(fed, opened):
+    """RFC 6120 §3.2.1, XEP-0368 §3: b.test finds a2.test by SRV (dnsmasq): only
+    _xmpps-server._tcp exists, so b.test connects with direct TLS to port 5270. a2.test's
+    certificate names it only in an XmppAddr (RFC 6120 §13.7.1.4), which b.test accepts:
+    SASL EXTERNAL succeeds and the message arrives."""
+    tybalt = login(fed["a"], "tybalt@a2.test", opened, presence=True)
+    romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
+    chat(romeo, "tybalt@a2.test", "hello-a2")
+    m = wait_body(tybalt, "hello-a2")
+    assert m.get("from").startswith("romeo@b.test/")
+    log_b = fed["b"].log_text()
+    assert "s2s-out b.test->a2.test: connected to 10.99.0.1 port 5270 (direct TLS)" in log_b
+    assert "s2s-out b.test->a2.test: authenticated (SASL EXTERNAL) over TLS" in log_b
     assert "(direct TLS)" in fed["a"].log_text()
 
 
@@ -293,6 +344,15 @@ class RawS2S:
         kind, feats = self.element()
         return feats
 
+    def external(self):
+        """SASL EXTERNAL with the identity of the certificate, then the restarted stream."""
+        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        kind, e = self.element()
+        self.reader = StreamReader()
+        self.header()
+        self.element()
+        return e
+
     def stream_error(self, timeout=10):
         while True:
             kind, e = self.element(timeout)
@@ -348,11 +408,7 @@ def test_missing_addresses_improper(fed, tmp_path):
     s = RawS2S(fed, cert=cert)
     try:
         s.starttls()
-        s.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
-        s.element()
-        s.reader = StreamReader()
-        s.header()
-        s.element()
+        s.external()
         s.send("<message from='juliet@a.test'><body>x</body></message>")
         assert s.stream_error() == "improper-addressing"
     finally:
@@ -397,11 +453,7 @@ def test_incoming_stanza_over_limit(fed, tmp_path):
     s = RawS2S(fed, cert=cert)
     try:
         s.starttls()
-        s.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
-        s.element()
-        s.reader = StreamReader()
-        s.header()
-        s.element()
+        s.external()
         s.send("<message from='juliet@a.test' to='romeo@b.test'><body>")
         chunk = "y" * 65536
         try:
@@ -444,3 +496,294 @@ def test_reload_keeps_federating(fed, opened):
     romeo = login(fed["b"], "romeo@b.test", opened, presence=True)
     chat(juliet, "romeo@b.test", "after-reload")
     wait_body(romeo, "after-reload")
+
+
+# -- a second network: failing SRV targets and raw receiving servers -------------
+#
+# p.test (10.99.0.11) is a Starling; q.test (10.99.0.12) is a Starling whose
+# _xmpp-server._tcp SRV lists junk.q.test (10.99.0.13, a Python listener that
+# accepts TCP and then misbehaves) before the real server. r.test's SRV points
+# at a raw Python receiving server on 10.99.0.13:5299 driven by the test.
+
+import ssl as _ssl
+import threading
+
+
+class JunkListener:
+    """Accepts TCP on addr:port inside ns and misbehaves in turn: garbage bytes then close,
+    a stream error before any authentication, a failing TLS handshake after STARTTLS, or an
+    immediate close."""
+
+    MODES = ("garbage", "stream-error", "tls-failure", "close")
+
+    def __init__(self, ns, addr, port):
+        with netns(ns):
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((addr, port))
+            self.sock.listen(16)
+        self.accepted = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            mode = self.MODES[len(self.accepted) % len(self.MODES)]
+            self.accepted.append(mode)
+            try:
+                c.settimeout(2)
+                if mode == "garbage":
+                    c.recv(4096)
+                    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                elif mode == "stream-error":
+                    c.recv(4096)
+                    c.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                              b"xmlns:stream='http://etherx.jabber.org/streams' id='j1' "
+                              b"version='1.0'><stream:error><internal-server-error "
+                              b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+                              b"</stream:stream>")
+                    time.sleep(0.2)
+                elif mode == "tls-failure":
+                    c.recv(4096)
+                    c.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                              b"xmlns:stream='http://etherx.jabber.org/streams' id='j2' "
+                              b"version='1.0'><stream:features><starttls xmlns='urn:ietf:"
+                              b"params:xml:ns:xmpp-tls'/></stream:features>")
+                    c.recv(4096)
+                    c.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    c.recv(4096)  # the ClientHello
+                    c.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # a handshake_failure alert
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+USERS_P = {"ann@p.test": "pw-ann-Pp1x", "cat@p2.test": "pw-cat-Pp2x"}
+USERS_Q = {"bob@q.test": "pw-bob-Qq1x", "dan@q2.test": "pw-dan-Qq2x"}
+
+
+@pytest.fixture(scope="module")
+def fed2(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fed2")
+    net = FedNet(work, tag=f"{__import__('os').getpid() % 10000}b")
+    servers = []
+    junk = None
+    try:
+        ns_p, ip_p = net.add_node("p", 11)
+        ns_q, ip_q = net.add_node("q", 12)
+        ns_x, ip_x = net.add_node("x", 13)
+        net.add_srv("_xmpp-server._tcp", "q.test", "junk.q.test", 5269, priority=0)
+        net.add_srv("_xmpp-server._tcp", "q.test", "xmpp.q.test", 5269, priority=10)
+        net.add_a("junk.q.test", ip_x)
+        net.add_a("xmpp.q.test", ip_q)
+        net.add_a("p.test", ip_p)
+        net.add_a("p2.test", ip_p)
+        net.add_a("q2.test", ip_q)
+        net.add_srv("_xmpp-server._tcp", "r.test", "r.test", 5299)
+        net.add_a("r.test", ip_x)
+        net.start_dns()
+        ca = FedCA(work)
+        # p.test's and q.test's certificates also name the second host of each server, which
+        # is what lets those hosts ride on their streams (XEP-0220 §2.5).
+        crt_p, key_p = ca.issue("p.test", also=("p2.test",))
+        crt_q, key_q = ca.issue("q.test", also=("q2.test",))
+        crt_p2, key_p2 = ca.issue("p2.test")
+        crt_q2, key_q2 = ca.issue("q2.test")
+        common = {"dns": {"servers": [s2s_util.HUB_ADDR], "timeout": "2s"},
+                  "log_level": "debug"}
+        p = NetStarling(work / "p", ns_p, ip_p, s2s_util.deep_merge_simple(common, {
+            "hosts": {"p.test": {"certificate": crt_p, "key": key_p},
+                      "p2.test": {"certificate": crt_p2, "key": key_p2}},
+            "s2s": {"ca_files": [ca.cert], "connect_timeout": "3s", "idle_timeout": "1s"},
+        }), name="p")
+        qs = NetStarling(work / "q", ns_q, ip_q, s2s_util.deep_merge_simple(common, {
+            "hosts": {"q.test": {"certificate": crt_q, "key": key_q},
+                      "q2.test": {"certificate": crt_q2, "key": key_q2}},
+            "s2s": {"ca_files": [ca.cert], "connect_timeout": "3s"},
+        }), name="q")
+        for srv, users in ((p, USERS_P), (qs, USERS_Q)):
+            servers.append(srv)
+            srv.users = dict(users)
+            for jid, pw in users.items():
+                srv.add_user(jid, pw)
+            srv.start()
+        junk = JunkListener(ns_x, ip_x, 5269)
+        yield {"net": net, "ca": ca, "p": p, "q": qs, "junk": junk, "ns_x": ns_x, "ip_x": ip_x}
+        errors = []
+        for s in servers:
+            try:
+                s.finish()
+            except AssertionError as exc:
+                errors.append(f"[{s.name}] {exc}")
+        assert not errors, "\n".join(errors)
+    finally:
+        if junk:
+            junk.close()
+        for s in servers:
+            if s.proc and s.proc.poll() is None:
+                s.proc.kill()
+        net.teardown()
+
+
+def test_next_srv_target_after_failure_past_tcp(fed2, opened):
+    """RFC 6120 §3.2.1: q.test's first SRV target accepts TCP and then answers with garbage,
+    a stream error, a failing TLS handshake or a bare close; that attempt has failed, so
+    p.test goes on to the next target and the message is delivered instead of bounced."""
+    ann = login(fed2["p"], "ann@p.test", opened, presence=True)
+    bob = login(fed2["q"], "bob@q.test", opened, presence=True)
+    for i, mode in enumerate(JunkListener.MODES):
+        # Each round needs a fresh stream: wait until the previous one was closed as idle.
+        deadline = time.monotonic() + 10
+        while (fed2["p"].log_text().count("s2s-out p.test->q.test: idle for") < i
+               and time.monotonic() < deadline):
+            time.sleep(0.1)
+        before = len(fed2["junk"].accepted)
+        chat(ann, f"bob@q.test/r{i}", f"past-junk-{i}")
+        m = wait_body(bob, f"past-junk-{i}")
+        assert m.get("from").startswith("ann@p.test/")
+        assert fed2["junk"].accepted[before:] == [mode], (mode, fed2["junk"].accepted)
+    log = fed2["p"].log_text()
+    assert "trying the next server" in log
+    assert "authenticated (SASL EXTERNAL) over TLS" in log
+    assert "the peer does not speak XMPP; trying the next server" in log
+    assert "stream error from the peer: internal-server-error; trying the next server" in log
+    assert "connection lost before authentication; trying the next server" in log
+
+
+class RawReceiver(RawS2S):
+    """A hand-driven receiving server (RFC 6120 §3.2 responder) for r.test on
+    10.99.0.13:5299: accepts the stream Starling opens, does STARTTLS with a certificate
+    from the test CA, then offers only dialback. Reads and writes as RawS2S."""
+
+    def __init__(self, fed2, tmp_path):  # pylint: disable=super-init-not-called
+        self.cert = fed2["ca"].issue("r.test", str(tmp_path))
+        with netns(fed2["ns_x"]):
+            self.lsock = socket.socket()
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.lsock.bind((fed2["ip_x"], 5299))
+            self.lsock.listen(4)
+        self.lsock.settimeout(10)
+        self.sock = None
+        self.reader = StreamReader()
+        self.events = []
+
+    def accept(self):
+        self.sock, _ = self.lsock.accept()
+
+    def header(self, sid):
+        self.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' "
+                  f"xmlns:db='jabber:server:dialback' from='r.test' to='p.test' id='{sid}' "
+                  "version='1.0'>")
+
+    def close(self):
+        if self.sock:
+            super().close()
+        self.lsock.close()
+
+
+def test_unsolicited_db_result_on_outgoing_stream(fed2, opened, tmp_path):
+    """XEP-0220 §2.1.3 and §2.4: on the stream p.test opened to r.test, <db:result
+    type='valid'/> elements p.test did not ask for — one before any dialback at all (even
+    before TLS), others naming another pair after p.test sent its key — must not mark the
+    stream authenticated: the queued message is never sent on it and bounces with
+    remote-server-timeout when the setup deadline passes."""
+    rr = RawReceiver(fed2, tmp_path)
+    try:
+        ann = login(fed2["p"], "ann@p.test", opened)
+        t0 = time.monotonic()
+        ann.send("<message type='chat' to='x@r.test' id='unsol1'><body>secret</body></message>")
+        rr.accept()
+        kind, h = rr.next()
+        assert kind == "header" and h.get("to") == "r.test"
+        rr.header("s1")
+        # Unsolicited, before STARTTLS and before p.test sent any key: the right pair.
+        rr.send("<db:result from='r.test' to='p.test' type='valid'/>")
+        rr.send("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
+                "<required/></starttls></stream:features>")
+        kind, e = rr.next()
+        assert kind == "element" and e.tag.endswith("starttls"), (kind, e)
+        rr.send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*rr.cert)
+        rr.sock = ctx.wrap_socket(rr.sock, server_side=True)
+        rr.reader = StreamReader()
+        kind, h = rr.next()
+        assert kind == "header"
+        rr.header("s2")
+        rr.send("<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
+                "</stream:features>")
+        kind, e = rr.next()
+        assert kind == "element" and e.tag == "{jabber:server:dialback}result", (kind, e)
+        assert e.get("from") == "p.test" and e.get("to") == "r.test" and e.text
+        # Answers for pairs p.test never asked about on this stream.
+        rr.send("<db:result from='evil.test' to='p.test' type='valid'/>")
+        rr.send("<db:result from='r.test' to='other.test' type='valid'/>")
+        rr.send("<db:verify from='r.test' to='p.test' id='s2' type='valid'/>")
+        # Nothing may arrive: the message stays queued until the setup deadline.
+        got = []
+        try:
+            while True:
+                kind, e = rr.next(timeout=1.5)
+                got.append((kind, e))
+                if kind in ("eof", "close"):
+                    break
+        except (AssertionError, OSError):
+            pass
+        assert not any(k == "element" and e.tag.endswith("message") for k, e in got), got
+        err = ann.wait_for(lambda e: e.get("id") == "unsol1", timeout=10)
+        assert stanza_error(err) == ("wait", "remote-server-timeout")
+        assert time.monotonic() - t0 > 2.5
+        log = fed2["p"].log_text()
+        assert log.count("ignoring an unrequested <db:result type='valid'/>") >= 3
+        assert "ignoring an unrequested <db:verify type='valid'/>" in log
+        assert "authenticated (dialback)" not in log
+    finally:
+        rr.close()
+
+
+def test_piggyback_second_domains(fed2, opened):
+    """XEP-0220 §2.5 on the sending side: once p.test has an authenticated stream to q.test,
+    p2.test (another host on p, named by the certificate p.test offers on that stream) and
+    q2.test (another host on q, named by the certificate q.test showed) ride on it with a
+    piggybacked <db:result/> instead of new connections; the answers come back over the same
+    stream (XEP-0288), so one TCP connection carries all four pairs."""
+    ann = login(fed2["p"], "ann@p.test", opened, presence=True)
+    cat = login(fed2["p"], "cat@p2.test", opened, presence=True)
+    bob = login(fed2["q"], "bob@q.test", opened, presence=True)
+    dan = login(fed2["q"], "dan@q2.test", opened, presence=True)
+    chat(ann, "bob@q.test", "pb-first")
+    wait_body(bob, "pb-first")
+    chat(cat, "bob@q.test", "pb-local")
+    assert wait_body(bob, "pb-local").get("from").startswith("cat@p2.test/")
+    chat(bob, "cat@p2.test", "pb-local-back")
+    wait_body(cat, "pb-local-back")
+    chat(ann, "dan@q2.test", "pb-remote")
+    assert wait_body(dan, "pb-remote").get("from").startswith("ann@p.test/")
+    chat(dan, "ann@p.test", "pb-remote-back")
+    wait_body(ann, "pb-remote-back")
+    conns = established(fed2["p"].ns, fed2["p"].addr, fed2["q"].addr)
+    assert len(conns) == 1, conns
+    log = fed2["p"].log_text()
+    assert "s2s-out p.test->q.test: piggybacking p2.test->q.test on this stream" in log
+    assert "authenticated p2.test->q.test on this stream (dialback piggybacking)" in log
+    assert "s2s-out p.test->q.test: piggybacking p.test->q2.test on this stream" in log
+    assert "authenticated p.test->q2.test on this stream (dialback piggybacking)" in log
+    assert "s2s-out p2.test->q.test:" not in log
+    assert "s2s-out p.test->q2.test:" not in log
+    log_q = fed2["q"].log_text()
+    assert "p2.test authenticated to send to q.test (dialback with a trusted certificate" in log_q
+    assert "p.test authenticated to send to q2.test (dialback with a trusted certificate" in log_q
+    assert "s2s-out q" not in log_q

@@ -1,7 +1,8 @@
 """XMPP over WebSocket (RFC 7395) at /xmpp-websocket: the opening handshake
 (RFC 6455 §4.2), the 'xmpp' sub-protocol (RFC 7395 §3.1), the Origin
 allowlist, <open/>/<close/> framing (§3.3, §3.6), one element per message
-(§3.3.3), ping/pong (RFC 6455 §5.5.2), the message size limit (1009), and a
+(§3.3.3), ping/pong (RFC 6455 §5.5.2) including server-initiated pings and the
+closing of clients that never answer, the message size limit (1009), and a
 WebSocket session being an ordinary session to the router."""
 import base64
 import struct
@@ -203,4 +204,72 @@ def test_secure_websocket_over_tls_port(web):
     _, f = c.open()
     mechs = [m.text for m in f.iter(W.q(W.NS_SASL, "mechanism"))]
     assert "PLAIN" in mechs
+    c.close()
+
+
+# ---- server-initiated pings (RFC 6455 §5.5.2, §5.5.3) ----
+
+@pytest.fixture(scope="module")
+def pinging(make_server):
+    return W.start_web(make_server, {
+        "c2s": {"require_encryption": False},
+        "websocket": {"ping_interval": "1s", "ping_timeout": "1s"},
+    })
+
+
+def test_server_pings_idle_connection(pinging):
+    """RFC 6455 §5.5.2: an idle connection gets a ping frame after websocket.ping_interval;
+    a client that answers with pongs (§5.5.3, same application data) stays connected well
+    beyond ping_interval + ping_timeout."""
+    c = ws(pinging)
+    c.login("alice", PW["alice@localhost"], resource="pinged")
+    t = time.monotonic()
+    pings = 0
+    while time.monotonic() - t < 4.5:
+        op, payload = c.recv_frame(timeout=3)
+        assert op != 8, "closed although the client answered every ping"
+        if op == 9:
+            pings += 1
+            c.send_frame(10, payload)
+    assert pings >= 2
+    # still a working stream
+    c.send(f"<iq xmlns='{W.NS_CLIENT}' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    r = c.wait_for(lambda e: e.get("id") == "p1")
+    assert r.get("type") == "result"
+    c.close()
+
+
+def test_silent_client_is_closed(pinging):
+    """A client that ignores pings (no pong, no other frame) is closed once
+    websocket.ping_timeout has passed after the ping: RFC 6120 §4.9.3.4
+    connection-timeout inside the framing, RFC 7395 <close/>, then the close frame."""
+    c = ws(pinging)
+    c.login("bob", PW["bob@localhost"], resource="silent")
+    t = time.monotonic()
+    ops, texts = [], []
+    try:
+        while time.monotonic() - t < 8:
+            op, payload = c.recv_frame(timeout=8)
+            ops.append(op)
+            if op == 1:
+                texts.append(payload.decode())
+            if op == 8:
+                break
+    except W.WSClosed:
+        pass
+    elapsed = time.monotonic() - t
+    assert 9 in ops, ops
+    assert 8 in ops, ops
+    assert 1.5 < elapsed < 6, elapsed
+    assert any("connection-timeout" in x for x in texts), texts
+    assert any(x.startswith("<close") for x in texts), texts
+    c.close()
+
+
+def test_no_ping_before_interval(web):
+    """No ping before websocket.ping_interval (default 60 s) of silence."""
+    c = ws(web)
+    c.open()
+    with pytest.raises(AssertionError, match="timed out"):
+        c.recv_frame(timeout=1.5)
     c.close()

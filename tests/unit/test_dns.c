@@ -1,7 +1,8 @@
 /* Unit tests for SRV target ordering (RFC 2782 "Usage rules"): ascending
  * priority; within a priority a weighted random order in which weight-0
  * records come first in the running sum; driven by a scripted random source.
- * Also the resolver's construction with explicit servers (dns.servers). */
+ * Also the resolver's construction with explicit servers (dns.servers) and
+ * the SRV-failure decision of RFC 6120 §3.2.1/§3.2.2 (st_dns_srv_decide). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <ares.h>
 #include <cmocka.h>
 #include <uv.h>
 
@@ -136,6 +138,41 @@ static void resolver_servers_option(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* RFC 6120 §3.2.2: no SRV records (NXDOMAIN, NODATA) → the domain itself on 5269; our
+ * documented choice extends that to SERVFAIL/REFUSED; timeouts and "." targets fail. */
+static void srv_decision(void **state)
+{
+    (void)state;
+    int err = 1;
+    const int nx[2] = {ARES_ENOTFOUND, ARES_ENOTFOUND};
+    assert_int_equal(st_dns_srv_decide(nx, 0, false, &err), ST_DNS_SRV_FALLBACK);
+    assert_int_equal(err, 0);
+    const int nodata[2] = {ARES_ENODATA, ARES_ENODATA};
+    assert_int_equal(st_dns_srv_decide(nodata, 0, false, &err), ST_DNS_SRV_FALLBACK);
+    const int servfail[2] = {ARES_ESERVFAIL, ARES_ESERVFAIL};
+    assert_int_equal(st_dns_srv_decide(servfail, 0, false, &err), ST_DNS_SRV_FALLBACK);
+    const int refused[2] = {ARES_EREFUSED, ARES_EREFUSED};
+    assert_int_equal(st_dns_srv_decide(refused, 0, false, &err), ST_DNS_SRV_FALLBACK);
+    assert_int_equal(err, 0);
+    /* One set answered with records: those win whatever the other query did. */
+    const int mixed[2] = {ARES_ESERVFAIL, ARES_SUCCESS};
+    assert_int_equal(st_dns_srv_decide(mixed, 2, false, &err), ST_DNS_SRV_USE);
+    /* An empty successful answer to either name is NODATA in effect. */
+    const int empty[2] = {ARES_SUCCESS, ARES_ETIMEOUT};
+    assert_int_equal(st_dns_srv_decide(empty, 0, false, &err), ST_DNS_SRV_FALLBACK);
+    /* Timeouts: the A query would wait on the same silent resolver. */
+    const int slow[2] = {ARES_ETIMEOUT, ARES_ETIMEOUT};
+    assert_int_equal(st_dns_srv_decide(slow, 0, false, &err), ST_DNS_SRV_FAIL);
+    assert_int_equal(err, ST_EAGAIN);
+    const int unreachable[2] = {ARES_ECONNREFUSED, ARES_ECONNREFUSED};
+    assert_int_equal(st_dns_srv_decide(unreachable, 0, false, &err), ST_DNS_SRV_FAIL);
+    assert_int_equal(err, ST_EIO);
+    /* RFC 2782: a single "." target — the service is decidedly not available. */
+    assert_int_equal(st_dns_srv_decide(nx, 0, true, &err), ST_DNS_SRV_FAIL);
+    assert_int_equal(err, ST_ENOTFOUND);
+    assert_int_equal(st_dns_srv_decide(servfail, 0, true, NULL), ST_DNS_SRV_FAIL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +182,7 @@ int main(void)
         cmocka_unit_test(priorities_not_mixed_by_weight),
         cmocka_unit_test(distribution_follows_weight),
         cmocka_unit_test(resolver_servers_option),
+        cmocka_unit_test(srv_decision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
