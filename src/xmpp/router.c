@@ -460,7 +460,13 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
 
     struct st_jid from = {0}, to = {0};
     const char *from_s = st_xml_attr(st, "from");
-    if (!from_s || st_jid_parse(from_s, &from) != 0) {
+    /* The transport stamped the session's own full JID: reuse its prepared parts instead of
+     * preparing them again for every stanza (sessions are freed only after routing). */
+    bool from_borrowed = from_s && origin && origin->bound && origin->jid.full &&
+                         strcmp(from_s, origin->jid.full) == 0;
+    if (from_borrowed) {
+        from = origin->jid;
+    } else if (!from_s || st_jid_parse(from_s, &from) != 0) {
         st_log_warn("router", "dropping %s with missing or invalid from", st->name);
         return ST_EINVAL;
     }
@@ -472,7 +478,8 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
                                   .stanza = st, .from = &from, .host = from.domain};
             if (st_events_fire(&srv->events, &ev) != ST_EV_HANDLED)
                 st_session_note_presence(origin, st);
-            st_jid_clear(&from);
+            if (!from_borrowed)
+                st_jid_clear(&from);
             return 0;
         }
         /* RFC 6120 §10.3: no 'to' means the sender's own account. Make it explicit so that
@@ -482,7 +489,8 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
             st_xml_set_attr(st, "to", to.bare);
     } else if (st_jid_parse(to_s, &to) != 0) {
         send_error(srv, st, "modify", "jid-malformed", NULL);
-        st_jid_clear(&from);
+        if (!from_borrowed)
+            st_jid_clear(&from);
         return 0;
     }
 
@@ -521,7 +529,8 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
             iq_default(srv, origin, st, &from, &to, cls);
         }
     }
-    st_jid_clear(&from);
+    if (!from_borrowed)
+        st_jid_clear(&from);
     st_jid_clear(&to);
     return 0;
 }
