@@ -475,16 +475,7 @@ static void on_stream_close(void *ud)
 
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
 {
-    struct c2s *c = ud;
-    const char *cond = "not-well-formed";
-    switch (err) {
-    case ST_XML_ERR_NOT_WELL_FORMED: cond = "not-well-formed"; break;
-    case ST_XML_ERR_RESTRICTED: cond = "restricted-xml"; break;
-    case ST_XML_ERR_POLICY: cond = "policy-violation"; break;
-    case ST_XML_ERR_UNSUPPORTED_ENCODING: cond = "unsupported-encoding"; break;
-    case ST_XML_ERR_BAD_PREFIX: cond = "bad-namespace-prefix"; break;
-    }
-    st_c2s_stream_error(c, cond, text);
+    st_c2s_stream_error(ud, st_stream_error_for_parse(err), text);
 }
 
 static const struct st_xml_parser_cb parser_cb = {
@@ -676,75 +667,16 @@ void st_c2s_stream_end(struct c2s *c)
     on_stream_close(c);
 }
 
-/* st_c2s_parse_element: the stream parser wants a stream, so the element is wrapped. */
-struct parse_one {
-    struct st_xml *got;
-    int count;
-    enum st_xml_parse_error err;
-    bool closed;
-};
-
-static void p1_stanza(void *ud, struct st_xml *x)
-{
-    struct parse_one *p = ud;
-    if (p->count++ == 0)
-        p->got = x;
-    else
-        st_xml_unref(x);
-}
-
-static void p1_error(void *ud, enum st_xml_parse_error err, const char *text)
-{
-    (void)text;
-    ((struct parse_one *)ud)->err = err;
-}
-
-static void p1_close(void *ud)
-{
-    ((struct parse_one *)ud)->closed = true;
-}
-
 struct st_xml *st_c2s_parse_element(const char *data, size_t len, const struct st_limits *l,
                                     bool authenticated, const char **cond)
 {
-    static const char open_tag[] = "<stream:stream xmlns='" ST_NS_CLIENT
-                                   "' xmlns:stream='" ST_NS_STREAMS "'>";
-    static const char close_tag[] = "</stream:stream>";
-    struct parse_one p = {0};
-    struct st_xml_parser_cb cb = {.stanza = p1_stanza, .error = p1_error,
-                                  .stream_close = p1_close};
     size_t max = authenticated ? l->stanza_size : l->stanza_size_preauth;
     struct st_xml_limits lim = {.max_stanza_bytes = max, .max_depth = (unsigned)l->max_depth,
                                 .max_attrs = (unsigned)l->max_attributes};
-    *cond = NULL;
-    /* An XML declaration may only start a document: strip a leading one (RFC 7395 §3.3.3
-     * forbids it too, but clients send it). */
-    if (len > 5 && memcmp(data, "<?xml", 5) == 0) {
-        const char *e = memchr(data, '>', len);
-        if (e) {
-            len -= (size_t)(e + 1 - data);
-            data = e + 1;
-        }
-    }
-    struct st_xml_parser *xp = st_xml_parser_new(&cb, &p, &lim);
-    int rc = st_xml_parser_feed(xp, open_tag, sizeof open_tag - 1);
-    if (rc == 0)
-        rc = st_xml_parser_feed(xp, data, len);
-    if (rc == 0 && !p.err)
-        rc = st_xml_parser_feed(xp, close_tag, sizeof close_tag - 1);
-    st_xml_parser_free(xp);
-    if (p.err || rc != 0 || p.count != 1 || !p.closed) {
-        st_xml_unref(p.got);
-        switch (p.err) {
-        case ST_XML_ERR_RESTRICTED: *cond = "restricted-xml"; break;
-        case ST_XML_ERR_POLICY: *cond = "policy-violation"; break;
-        case ST_XML_ERR_UNSUPPORTED_ENCODING: *cond = "unsupported-encoding"; break;
-        case ST_XML_ERR_BAD_PREFIX: *cond = "bad-namespace-prefix"; break;
-        default: *cond = "not-well-formed"; break;
-        }
-        return NULL;
-    }
-    return p.got;
+    enum st_xml_parse_error err;
+    struct st_xml *x = st_xml_parse_one(data, len, ST_NS_CLIENT, &lim, &err);
+    *cond = x ? NULL : st_stream_error_for_parse(err);
+    return x;
 }
 
 bool st_session_is_c2s(const struct st_session *s)

@@ -377,16 +377,7 @@ static void on_stream_close(void *ud)
 
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
 {
-    struct comp *c = ud;
-    const char *cond = "not-well-formed";
-    switch (err) {
-    case ST_XML_ERR_NOT_WELL_FORMED: cond = "not-well-formed"; break;
-    case ST_XML_ERR_RESTRICTED: cond = "restricted-xml"; break;
-    case ST_XML_ERR_POLICY: cond = "policy-violation"; break;
-    case ST_XML_ERR_UNSUPPORTED_ENCODING: cond = "unsupported-encoding"; break;
-    case ST_XML_ERR_BAD_PREFIX: cond = "bad-namespace-prefix"; break;
-    }
-    stream_error(c, cond, text);
+    stream_error(ud, st_stream_error_for_parse(err), text);
 }
 
 static const struct st_xml_parser_cb parser_cb = {

@@ -252,17 +252,6 @@ void st_s2s__close(struct s2s *s, const char *cond, const char *text)
     }
 }
 
-const char *st_s2s__parse_error_cond(int err)
-{
-    switch (err) {
-    case ST_XML_ERR_RESTRICTED: return "restricted-xml";
-    case ST_XML_ERR_POLICY: return "policy-violation";
-    case ST_XML_ERR_UNSUPPORTED_ENCODING: return "unsupported-encoding";
-    case ST_XML_ERR_BAD_PREFIX: return "bad-namespace-prefix";
-    default: return "not-well-formed";
-    }
-}
-
 /* ---- stanzas ---- */
 
 void st_s2s__bounce(struct st_s2s *m, struct st_xml *x, const char *cond, const char *text)

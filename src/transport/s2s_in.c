@@ -24,6 +24,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "xmpp/errors.h"
 #include "base/rand.h"
 #include "net/conn.h"
 #include "net/connect.h"
@@ -425,7 +426,7 @@ static void on_stream_close(void *ud)
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
 {
     struct s2s *s = ud;
-    st_s2s__close(s, st_s2s__parse_error_cond((int)err), text);
+    st_s2s__close(s, st_stream_error_for_parse(err), text);
 }
 
 static const struct st_xml_parser_cb parser_cb = {

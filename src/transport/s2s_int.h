@@ -148,7 +148,6 @@ void st_s2s__send_header(struct s2s *s, const char *from, const char *to, const 
 struct s2s *st_s2s__find_in(struct st_s2s *m, const char *id);
 /* Incoming stream s is an authenticated bidi stream usable towards (local -> remote)? */
 struct s2s *st_s2s__find_bidi(struct st_s2s *m, const char *local, const char *remote);
-const char *st_s2s__parse_error_cond(int err);
 
 /* s2s_in.c */
 void st_s2s_in_accept(void *ud, struct st_conn *conn);

@@ -32,6 +32,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "xmpp/errors.h"
 #include "net/conn.h"
 #include "net/connect.h"
 #include "starling/module.h"
@@ -634,7 +635,7 @@ static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *te
     struct s2s *s = ud;
     if (s->retrying || retry_elsewhere(s, "the peer does not speak XMPP"))
         return;
-    st_s2s__close(s, st_s2s__parse_error_cond((int)err), text);
+    st_s2s__close(s, st_stream_error_for_parse(err), text);
 }
 
 static const struct st_xml_parser_cb parser_cb = {

@@ -83,7 +83,6 @@ struct st_xml_parser {
     enum st_xml_parse_error perr; /* 0 or the error to report */
     const char *perr_text;
     bool perr_reported;
-    bool manual_hibernate; /* hibernate only when asked (st_xml_parser_hibernate) */
 };
 
 /* ---- counting allocator ------------------------------------------------ */
@@ -785,22 +784,8 @@ int st_xml_parser_feed(struct st_xml_parser *p, const char *data, size_t len)
         return rc;
     if (p->stop_req)
         return ST_ECLOSED;
-    if (!p->manual_hibernate)
-        maybe_hibernate(p);
-    return 0;
-}
-
-void st_xml_parser_set_manual_hibernate(struct st_xml_parser *p, bool manual)
-{
-    p->manual_hibernate = manual;
-}
-
-bool st_xml_parser_hibernate(struct st_xml_parser *p)
-{
-    if (p->in_feed)
-        return false;
     maybe_hibernate(p);
-    return p->xp == NULL;
+    return 0;
 }
 
 void st_xml_parser_stop(struct st_xml_parser *p)
@@ -824,4 +809,68 @@ size_t st_xml_parser_memory(const struct st_xml_parser *p)
 {
     return sizeof *p + p->expat_mem + p->text.cap + p->decls.cap + p->tree_bytes +
            (p->synth ? p->synth_len + 1 : 0);
+}
+
+/* ---- one element on its own ---- */
+
+struct one {
+    struct st_xml *got;
+    unsigned count;
+    enum st_xml_parse_error err;
+    bool closed;
+};
+
+static void one_stanza(void *ud, struct st_xml *x)
+{
+    struct one *o = ud;
+    if (o->count++ == 0)
+        o->got = x;
+    else
+        st_xml_unref(x);
+}
+
+static void one_error(void *ud, enum st_xml_parse_error err, const char *text)
+{
+    (void)text;
+    ((struct one *)ud)->err = err;
+}
+
+static void one_close(void *ud)
+{
+    ((struct one *)ud)->closed = true;
+}
+
+struct st_xml *st_xml_parse_one(const char *data, size_t len, const char *ns,
+                                const struct st_xml_limits *limits,
+                                enum st_xml_parse_error *err)
+{
+    static const char close_tag[] = "</stream:stream>";
+    char open_tag[256];
+    int n = snprintf(open_tag, sizeof open_tag,
+                     "<stream:stream xmlns='%s' xmlns:stream='" ST_NS_STREAMS "'>", ns);
+    assert(n > 0 && (size_t)n < sizeof open_tag);
+    /* An XML declaration may only start a document; clients send one anyway. */
+    if (len > 5 && memcmp(data, "<?xml", 5) == 0) {
+        const char *e = memchr(data, '>', len);
+        if (e) {
+            len -= (size_t)(e + 1 - data);
+            data = e + 1;
+        }
+    }
+    struct one o = {0};
+    struct st_xml_parser_cb cb = {.stanza = one_stanza, .error = one_error,
+                                  .stream_close = one_close};
+    struct st_xml_parser *p = st_xml_parser_new(&cb, &o, limits);
+    int rc = st_xml_parser_feed(p, open_tag, (size_t)n);
+    if (rc == 0)
+        rc = st_xml_parser_feed(p, data, len);
+    if (rc == 0 && !o.err)
+        rc = st_xml_parser_feed(p, close_tag, sizeof close_tag - 1);
+    st_xml_parser_free(p);
+    if (o.err || rc != 0 || o.count != 1 || !o.closed) {
+        st_xml_unref(o.got);
+        *err = o.err ? o.err : ST_XML_ERR_NOT_WELL_FORMED;
+        return NULL;
+    }
+    return o.got;
 }

@@ -67,16 +67,18 @@ void st_xml_parser_stop(struct st_xml_parser *p);
  * reset happens when the current feed returns and the rest of that feed's input is
  * discarded (RFC 6120 §5.4.3.3: no plaintext may survive STARTTLS). */
 void st_xml_parser_reset(struct st_xml_parser *p);
-/* By default the parser releases expat's state after every feed that ends between top-level
- * stanzas ("hibernation", ~0.3 KiB instead of ~10 KiB; waking costs a few microseconds).
- * With manual set, it hibernates only when st_xml_parser_hibernate is called. The c2s
- * transport keeps the default: deferring the release to a sweep measured worse (freed
- * parser states then interleave with long-lived allocations, and ~2 KiB per idle session
- * stays resident), for a gain of a few percent of CPU per message. */
-void st_xml_parser_set_manual_hibernate(struct st_xml_parser *p, bool manual);
-/* Releases expat's state now if the stream is between stanzas; returns true when the parser
- * is hibernating afterwards. Not from inside a callback. */
-bool st_xml_parser_hibernate(struct st_xml_parser *p);
+/* Parses data as exactly one complete element, as if it were the only child of a stream whose
+ * default namespace is ns (a constant such as ST_NS_CLIENT): for framed transports that carry
+ * one stanza per message, and for stanzas read back from storage. A leading XML declaration is
+ * skipped. Returns a new reference, or NULL with *err set (ST_XML_ERR_NOT_WELL_FORMED also
+ * when the data is not exactly one element). Any thread. */
+struct st_xml *st_xml_parse_one(const char *data, size_t len, const char *ns,
+                                const struct st_xml_limits *limits,
+                                enum st_xml_parse_error *err);
+/* Between top-level stanzas the parser releases expat's state ("hibernation", ~0.3 KiB
+ * instead of ~10 KiB; waking costs a few microseconds). Releasing it only after a stream has
+ * been quiet for a while measured worse: freed late, parser states interleave with
+ * long-lived allocations and ~2 KiB per idle session stays resident (docs/PERFORMANCE.md). */
 /* Returns approximate bytes of memory held by the parser (for accounting): about 350 bytes
  * while idle between stanzas, ~10 KiB while expat is awake, plus any stanza being built. */
 size_t st_xml_parser_memory(const struct st_xml_parser *p);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "xml/parser.h"
 #include "starling/module.h"
 
 static const char *const stream_conds[] = {
@@ -33,6 +34,18 @@ static bool in_list(const char *const *list, const char *c)
         if (strcmp(*list, c) == 0)
             return true;
     return false;
+}
+
+const char *st_stream_error_for_parse(enum st_xml_parse_error err)
+{
+    switch (err) {
+    case ST_XML_ERR_RESTRICTED: return "restricted-xml";
+    case ST_XML_ERR_POLICY: return "policy-violation";
+    case ST_XML_ERR_UNSUPPORTED_ENCODING: return "unsupported-encoding";
+    case ST_XML_ERR_BAD_PREFIX: return "bad-namespace-prefix";
+    case ST_XML_ERR_NOT_WELL_FORMED: break;
+    }
+    return "not-well-formed";
 }
 
 bool st_stream_error_valid(const char *condition)

@@ -169,45 +169,11 @@ struct st_module *st_module_find(struct st_server *srv, const char *name)
     return NULL;
 }
 
-/* st_stanza_parse: the stream parser wants a stream, so the stanza is wrapped in one. */
-struct parse_one {
-    struct st_xml *got;
-    int count;
-};
-
-static void p1_stanza(void *ud, struct st_xml *x)
-{
-    struct parse_one *p = ud;
-    if (p->count++ == 0)
-        p->got = x;
-    else
-        st_xml_unref(x);
-}
-
-static void p1_error(void *ud, enum st_xml_parse_error err, const char *text)
-{
-    (void)err;
-    (void)text;
-    ((struct parse_one *)ud)->count = 2;
-}
-
 struct st_xml *st_stanza_parse(const char *data, size_t len)
 {
-    static const char open_tag[] = "<stream:stream xmlns='jabber:client' "
-                                   "xmlns:stream='http://etherx.jabber.org/streams'>";
-    struct parse_one p = {0};
-    struct st_xml_parser_cb cb = {.stanza = p1_stanza, .error = p1_error};
     struct st_xml_limits lim = {.max_stanza_bytes = len + 1, .max_depth = 64, .max_attrs = 256};
-    struct st_xml_parser *xp = st_xml_parser_new(&cb, &p, &lim);
-    int rc = st_xml_parser_feed(xp, open_tag, sizeof open_tag - 1);
-    if (rc == 0)
-        rc = st_xml_parser_feed(xp, data, len);
-    st_xml_parser_free(xp);
-    if (rc != 0 || p.count != 1) {
-        st_xml_unref(p.got);
-        return NULL;
-    }
-    return p.got;
+    enum st_xml_parse_error err;
+    return st_xml_parse_one(data, len, ST_NS_CLIENT, &lim, &err);
 }
 
 struct st_server *st_module_server(struct st_module *m)

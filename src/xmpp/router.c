@@ -301,7 +301,13 @@ struct check {
     struct st_server *srv;
     char *bare;
     struct held *first, **tail;
+    unsigned nheld;
+    bool warned;
 };
+
+/* Stanzas waiting behind one account check. Storage answers in milliseconds; a sender that
+ * piles up more than this meanwhile is flooding an address that may not exist. */
+#define MAX_HELD_PER_CHECK 1000
 
 struct router_state {
     struct st_map checks; /* bare JID -> struct check* */
@@ -336,6 +342,7 @@ static void hold(struct check *c, struct st_session *origin, enum kind k, struct
     snprintf(h->cls, sizeof h->cls, "%s", cls);
     *c->tail = h;
     c->tail = &h->next;
+    c->nheld++;
 }
 
 static void replay(struct st_server *srv, struct held *h, int exists)
@@ -388,6 +395,14 @@ static bool maybe_check(struct st_server *srv, struct st_session *origin, enum k
     struct router_state *rs = state(srv, false);
     struct check *c = rs ? st_map_get(&rs->checks, to->bare) : NULL;
     if (c) {
+        if (c->nheld >= MAX_HELD_PER_CHECK) {
+            if (!c->warned)
+                st_log_warn("router", "%s: too many stanzas waiting for its account check; "
+                                      "refusing more", to->bare);
+            c->warned = true;
+            send_error(srv, st, "wait", "resource-constraint", NULL);
+            return true;
+        }
         hold(c, origin, k, st, cls); /* keep the order behind the pending check */
         return true;
     }
@@ -477,7 +492,7 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
             struct st_event ev = {.srv = srv, .name = "presence/broadcast", .origin = origin,
                                   .stanza = st, .from = &from, .host = from.domain};
             if (st_events_fire(&srv->events, &ev) != ST_EV_HANDLED)
-                st_session_note_presence(origin, st);
+                st_session_set_presence(origin, st);
             if (!from_borrowed)
                 st_jid_clear(&from);
             return 0;

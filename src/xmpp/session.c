@@ -136,11 +136,6 @@ static void fire(struct st_session *s, const char *name)
 
 void st_session_set_presence(struct st_session *s, struct st_xml *presence)
 {
-    st_session_note_presence(s, presence);
-}
-
-void st_session_note_presence(struct st_session *s, struct st_xml *presence)
-{
     const char *type = st_xml_attr(presence, "type");
     bool was = s->available;
     if (type && strcmp(type, "unavailable") == 0) {

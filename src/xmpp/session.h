@@ -63,9 +63,6 @@ struct st_session *st_session_find_full(struct st_server *srv, const struct st_j
 /* Returns the first bound session of an account (iterate with ->next_resource), or NULL. */
 struct st_session *st_session_first(struct st_server *srv, const char *host, const char *bare);
 
-/* Records a broadcast presence on the session (RFC 6121 §4.2, §4.7): availability, priority
- * (clamped to -128..127) and the last presence (a new reference is kept). */
-void st_session_note_presence(struct st_session *s, struct st_xml *presence);
 
 /* Delivers a stanza to a session (borrows it). */
 int st_session_send(struct st_session *s, struct st_xml *stanza);

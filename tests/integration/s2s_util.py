@@ -26,7 +26,10 @@ import tempfile
 import time
 
 from server import StarlingServer
+import pytest
+
 import xmpp_raw
+from xmpp_raw import NS_CLIENT, new_id, q
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -381,3 +384,58 @@ class NetProsody:
         self.stop()
         if not os.environ.get("STARLING_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- shared by the federation test modules ----------------------------------------------
+
+def start_servers(servers, plan):
+    """Starts each NetStarling of plan [(server, {jid: password})] after creating its users;
+    appends it to servers first so stop_servers() sees it even when start-up fails."""
+    for srv, users in plan:
+        servers.append(srv)
+        srv.users = dict(users)
+        for jid, pw in users.items():
+            srv.add_user(jid, pw)
+        srv.start()
+
+
+def finish_servers(servers):
+    """Stops every server the orderly way and fails with each one's problems (exit status,
+    sanitizer reports, secrets in logs)."""
+    errors = []
+    for s in servers:
+        try:
+            s.finish()
+        except AssertionError as exc:
+            errors.append(f"[{s.name}] {exc}")
+    assert not errors, "\n".join(errors)
+
+
+def kill_servers(servers):
+    """Last resort in a fixture's finally: kills what finish_servers() did not stop."""
+    for s in servers:
+        if s.proc and s.proc.poll() is None:
+            s.proc.kill()
+
+
+@pytest.fixture
+def opened():
+    """Raw client connections a test opened; closed after it."""
+    conns = []
+    yield conns
+    for c in conns:
+        c.close()
+
+
+def login(server, jid, opened, **kw):
+    c = server.login(jid, **kw)
+    opened.append(c)
+    return c
+
+
+def chat(frm, to, body):
+    frm.send(f"<message type='chat' to='{to}' id='{new_id()}'><body>{body}</body></message>")
+
+
+def wait_body(c, body, timeout=10):
+    return c.messages(timeout=timeout, pred=lambda m: m.findtext(q(NS_CLIENT, "body")) == body)

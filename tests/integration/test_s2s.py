@@ -15,6 +15,7 @@ import time
 import pytest
 
 import s2s_util
+from s2s_util import opened, login, chat, wait_body  # noqa: F401
 from s2s_util import NetStarling, FedCA, FedNet, netns
 from xmpp_raw import NS_CLIENT, NS_PING, StreamReader, new_id, q, stanza_error, tostr
 
@@ -75,47 +76,14 @@ def fed(tmp_path_factory):
                     "routes": {"a.test": f"{ip_a}:5269", "b.test": f"{ip_b}:5269"},
                     "connect_timeout": "2s", "idle_timeout": "1s"},
         }), name="c")
-        for srv, users in ((a, USERS_A), (b, USERS_B), (c, USERS_C)):
-            servers.append(srv)
-            srv.users = dict(users)
-            for jid, pw in users.items():
-                srv.add_user(jid, pw)
-            srv.start()
+        s2s_util.start_servers(servers, ((a, USERS_A), (b, USERS_B), (c, USERS_C)))
         yield {"net": net, "ca": ca, "a": a, "b": b, "c": c, "ip_d": ip_d}
-        errors = []
-        for s in servers:
-            try:
-                s.finish()
-            except AssertionError as exc:
-                errors.append(f"[{s.name}] {exc}")
-        assert not errors, "\n".join(errors)
+        s2s_util.finish_servers(servers)
     finally:
-        for s in servers:
-            if s.proc and s.proc.poll() is None:
-                s.proc.kill()
+        s2s_util.kill_servers(servers)
         net.teardown()
 
 
-@pytest.fixture
-def opened():
-    conns = []
-    yield conns
-    for c in conns:
-        c.close()
-
-
-def login(server, jid, opened, **kw):
-    c = server.login(jid, **kw)
-    opened.append(c)
-    return c
-
-
-def chat(frm, to, body):
-    frm.send(f"<message type='chat' to='{to}' id='{new_id()}'><body>{body}</body></message>")
-
-
-def wait_body(c, body, timeout=10):
-    return c.messages(timeout=timeout, pred=lambda m: m.findtext(q(NS_CLIENT, "body")) == body)
 
 
 def test_message_a_to_b_sasl_external(fed, opened):
@@ -613,27 +581,14 @@ def fed2(tmp_path_factory):
                       "q2.test": {"certificate": crt_q2, "key": key_q2}},
             "s2s": {"ca_files": [ca.cert], "connect_timeout": "3s"},
         }), name="q")
-        for srv, users in ((p, USERS_P), (qs, USERS_Q)):
-            servers.append(srv)
-            srv.users = dict(users)
-            for jid, pw in users.items():
-                srv.add_user(jid, pw)
-            srv.start()
+        s2s_util.start_servers(servers, ((p, USERS_P), (qs, USERS_Q)))
         junk = JunkListener(ns_x, ip_x, 5269)
         yield {"net": net, "ca": ca, "p": p, "q": qs, "junk": junk, "ns_x": ns_x, "ip_x": ip_x}
-        errors = []
-        for s in servers:
-            try:
-                s.finish()
-            except AssertionError as exc:
-                errors.append(f"[{s.name}] {exc}")
-        assert not errors, "\n".join(errors)
+        s2s_util.finish_servers(servers)
     finally:
         if junk:
             junk.close()
-        for s in servers:
-            if s.proc and s.proc.poll() is None:
-                s.proc.kill()
+        s2s_util.kill_servers(servers)
         net.teardown()
 
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import s2s_util
+from s2s_util import opened, login, chat  # noqa: F401
 from s2s_util import FedCA, FedNet, NetProsody, NetStarling
 from xmpp_raw import NS_CLIENT, NS_PING, new_id, q, tostr
 
@@ -54,55 +55,26 @@ def fed(tmp_path_factory):
             "s2s": {"ca_files": [ca.cert], "insecure_domains": ["p.lan"],
                     "connect_timeout": "5s"},
         }), name="c")
-        for srv, users in ((a, {"juliet@a.lan": "pw-juliet-Pp1x"}),
-                           (c, {"mercutio@c.lan": "pw-merc-Pp2x"})):
-            servers.append(srv)
-            srv.users = dict(users)
-            for jid, pw in users.items():
-                srv.add_user(jid, pw)
-            srv.start()
+        s2s_util.start_servers(servers, ((a, {"juliet@a.lan": "pw-juliet-Pp1x"}),
+                                (c, {"mercutio@c.lan": "pw-merc-Pp2x"})))
         prosody = NetProsody(work, ns_p, ip_p, "p.lan", ca, secure=True,
                              insecure=("c.lan",))
         prosody.add_user("romeo@p.lan", "pw-romeo-Pp3x")
         prosody.start()
         yield {"a": a, "c": c, "p": prosody}
         prosody.stop()
-        errors = []
-        for s in servers:
-            try:
-                s.finish()
-            except AssertionError as exc:
-                errors.append(f"[{s.name}] {exc}")
-        assert not errors, "\n".join(errors)
+        s2s_util.finish_servers(servers)
     finally:
         if prosody:
             prosody.cleanup()
-        for s in servers:
-            if s.proc and s.proc.poll() is None:
-                s.proc.kill()
+        s2s_util.kill_servers(servers)
         net.teardown()
 
 
-@pytest.fixture
-def opened():
-    conns = []
-    yield conns
-    for c in conns:
-        c.close()
-
-
-def login(server, jid, opened, **kw):
-    c = server.login(jid, **kw)
-    opened.append(c)
-    return c
-
-
-def chat(frm, to, body):
-    frm.send(f"<message type='chat' to='{to}' id='{new_id()}'><body>{body}</body></message>")
 
 
 def wait_body(c, body, timeout=15):
-    return c.messages(timeout=timeout, pred=lambda m: m.findtext(q(NS_CLIENT, "body")) == body)
+    return s2s_util.wait_body(c, body, timeout)
 
 
 def test_starling_to_prosody_message(fed, opened):

@@ -632,29 +632,32 @@ static void parser_hibernation(void **state)
     rec_free(&r);
 }
 
-static void parser_manual_hibernation(void **state)
+static void parse_one_element(void **state)
 {
     (void)state;
-    struct rec r;
-    rec_init(&r, NULL);
-    st_xml_parser_set_manual_hibernate(r.p, true);
-    assert_int_equal(feed(&r, HDR), 0);
-    assert_int_equal(feed(&r, "<message><body>one</body></message>"), 0);
-    /* Busy streams keep expat's state between stanzas... */
-    size_t awake = st_xml_parser_memory(r.p);
-    assert_true(awake > 1024);
-    /* ...until the transport decides the stream went idle. */
-    assert_true(st_xml_parser_hibernate(r.p));
-    assert_true(st_xml_parser_memory(r.p) < 1024);
-    assert_int_equal(feed(&r, "<presence/>"), 0);
-    assert_true(st_xml_parser_memory(r.p) > 1024);
-    /* Mid-stanza it cannot hibernate. */
-    assert_int_equal(feed(&r, "<message><body>"), 0);
-    assert_false(st_xml_parser_hibernate(r.p));
-    assert_int_equal(feed(&r, "two</body></message>"), 0);
-    assert_string_equal(r.stanzas.data, "<message><body>one</body></message>\n<presence/>\n"
-                                        "<message><body>two</body></message>\n");
-    rec_free(&r);
+    struct st_xml_limits lim = {1024, 16, 16};
+    enum st_xml_parse_error err = 0;
+    const char *ok = "<?xml version='1.0'?><message to='a@b'><body>hi</body></message>";
+    struct st_xml *x = st_xml_parse_one(ok, strlen(ok), ST_NS_CLIENT, &lim, &err);
+    assert_non_null(x);
+    assert_string_equal(x->ns, ST_NS_CLIENT);
+    assert_string_equal(st_xml_attr(x, "to"), "a@b");
+    st_xml_unref(x);
+    const char *two = "<a/><b/>";
+    assert_null(st_xml_parse_one(two, strlen(two), ST_NS_CLIENT, &lim, &err));
+    assert_int_equal(err, ST_XML_ERR_NOT_WELL_FORMED);
+    const char *open = "<a>";
+    assert_null(st_xml_parse_one(open, strlen(open), ST_NS_CLIENT, &lim, &err));
+    assert_int_equal(err, ST_XML_ERR_NOT_WELL_FORMED);
+    const char *pi = "<a><?x y?></a>";
+    assert_null(st_xml_parse_one(pi, strlen(pi), ST_NS_CLIENT, &lim, &err));
+    assert_int_equal(err, ST_XML_ERR_RESTRICTED);
+    char big[2048];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "<a>", 3);
+    memcpy(big + sizeof big - 4, "</a>", 4);
+    assert_null(st_xml_parse_one(big, sizeof big, ST_NS_CLIENT, &lim, &err));
+    assert_int_equal(err, ST_XML_ERR_POLICY);
 }
 
 int main(void)
@@ -675,7 +678,7 @@ int main(void)
         cmocka_unit_test(parser_no_callbacks_after_error),
         cmocka_unit_test(parser_many_stanzas_bounded_memory),
         cmocka_unit_test(parser_hibernation),
-        cmocka_unit_test(parser_manual_hibernation),
+        cmocka_unit_test(parse_one_element),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
