@@ -7,7 +7,10 @@ each server alone on loopback, on a freshly started process per scenario, with
 equivalent settings: one vhost (localhost), the same pre-created accounts with
 hashed SCRAM-SHA-1 credentials (4096 iterations), no rate limits or shapers,
 an ECDSA P-256 certificate made here, default storage. The server is pinned to
-one core and the load generator to another (taskset). Scenarios (see
+one core and the load generator to another (taskset), except in the STARTTLS +
+PLAIN storm, where the server may use both cores (its PBKDF2 work can spread
+over them) and so shares core 1 with the load generator; that scenario also
+reports the PBKDF2 floor measured in the same run. Scenarios (see
 SCENARIOS): idle sessions (KiB per session), login storms, one-to-one
 messaging, the same after 10k sessions came and went, and the byte-copying
 relay that bounds what any server can reach. Each figure is the median of
@@ -42,6 +45,8 @@ PREFIX = "u"
 DOMAIN = "localhost"
 SERVER_CPU = "0"   # taskset core of the server under test
 CLIENT_CPU = "1"   # taskset core of the load generator
+BOTH_CPUS = "0,1"  # the server in scenarios whose work may spread over both cores
+PBKDF2_ITERATIONS = 4096  # what every server stores (Starling's minimum, peers' default)
 FD_SPLIT = 9500    # sessions per loadgen process in split runs (20k fd limit each)
 
 
@@ -77,8 +82,12 @@ def scenario_table(z):
          dict(n=z["idle_max"], tls=False)),
         ("login_plain", f"login storm ({z['login']}), plain TCP + PLAIN", "login",
          dict(n=z["login"], tls=False, mech="PLAIN")),
-        ("login_tls_plain", f"login storm ({z['login']}), STARTTLS + PLAIN", "login",
-         dict(n=z["login"], tls=True, mech="PLAIN")),
+        # One PBKDF2 per login, which a server can run on both cores: the server gets cores
+        # 0 and 1 (sharing core 1 with the load generator) and the figure is compared with
+        # the floor of 2 cores doing nothing but PBKDF2.
+        ("login_tls_plain", f"login storm ({z['login']}), STARTTLS + PLAIN, server on cores "
+         f"{BOTH_CPUS} (shares core {CLIENT_CPU} with the load generator)", "login",
+         dict(n=z["login"], tls=True, mech="PLAIN", server_cpus=BOTH_CPUS, pbkdf2_floor=True)),
         ("login_tls_scram", f"login storm ({z['login']}), STARTTLS + SCRAM-SHA-1", "login",
          dict(n=z["login"], tls=True, mech="SCRAM-SHA-1")),
         ("msg_small_w10", f"messages, {z['pairs_small']} pairs W=10", "message",
@@ -127,6 +136,52 @@ def proc_sample(pid):
         return cpu, rss
     except (OSError, StopIteration, IndexError, ValueError):
         return None, None
+
+
+def thread_cpu(pid):
+    """{tid: cpu seconds} for every thread of pid (empty if it is gone)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[t] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+PBKDF2_PROBE = """
+import hashlib, os, sys, time
+h, n, it = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+salt = os.urandom(16)
+t0, w0 = time.process_time(), time.time()
+for i in range(n):
+    hashlib.pbkdf2_hmac(h, b"secret", salt, it)
+print((time.process_time() - t0) / n, (time.time() - w0) / n)
+"""
+
+
+def measure_pbkdf2(hash_name, n=150):
+    """CPU seconds of one PBKDF2-HMAC-<hash_name> (PBKDF2_ITERATIONS iterations) on each core,
+    both cores measured at the same time (as a server using both would run). Python's hashlib
+    runs OpenSSL's PBKDF2, the same code the servers' C or Erlang bindings use. Returns
+    ([seconds per PBKDF2 on each core], floor in logins/s = sum over cores of 1 / seconds)."""
+    procs = [subprocess.Popen(pinned(cpu, [sys.executable, "-c", PBKDF2_PROBE, hash_name,
+                                           str(n), str(PBKDF2_ITERATIONS)]),
+                              stdout=subprocess.PIPE, text=True)
+             for cpu in BOTH_CPUS.split(",")]
+    per = []
+    for pr in procs:
+        out, _ = pr.communicate(timeout=600)
+        if pr.returncode != 0:
+            raise BenchError(f"PBKDF2 probe failed (exit {pr.returncode})")
+        per.append(float(out.split()[0]))
+    return per, sum(1.0 / t for t in per)
 
 
 def raise_nofile():
@@ -227,6 +282,7 @@ class Server:
     """One server under test: prepares its data once, starts fresh processes."""
     name = "?"
     unsupported = {}
+    plain_hash = "sha1"  # the PBKDF2 hash behind a PLAIN check against stored SCRAM-SHA-1
 
     def __init__(self, work, cert, key, users):
         self.dir = os.path.join(work, self.name)
@@ -242,7 +298,8 @@ class Server:
     def prepare(self):
         """Writes the config and creates the accounts."""
 
-    def start(self):
+    def start(self, cpus=SERVER_CPU):
+        """Starts a fresh process pinned to cpus (taskset list)."""
         raise NotImplementedError
 
     def finish(self):
@@ -288,6 +345,8 @@ class Starling(Server):
     # Starling never offers PLAIN on an unencrypted stream (c2s.allow_plain: "only ever over
     # TLS"), so the plain-TCP PLAIN storm has no Starling figure.
     unsupported = {"login_plain": "n/a (PLAIN only over TLS)"}
+    # PLAIN is checked against the stored SCRAM-SHA-256 credential (src/transport/c2s_sasl.c).
+    plain_hash = "sha256"
 
     def __init__(self, work, cert, key, users, binary):
         super().__init__(work, cert, key, users)
@@ -309,6 +368,12 @@ listen:
   interfaces: ["127.0.0.1"]
   c2s_port: {self.port}
   c2s_tls_port: 0
+s2s:
+  port: 0
+  tls_port: 0
+http:
+  port: 0
+  tls_port: 0
 c2s:
   require_encryption: false
   connections_per_ip: 0
@@ -341,8 +406,8 @@ c2s:
         if errors:
             raise BenchError("starling user add failed: " + errors[0])
 
-    def start(self):
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, [self.bin, "run", "--config", self.cfg]),
+    def start(self, cpus=SERVER_CPU):
+        self.proc = subprocess.Popen(pinned(cpus, [self.bin, "run", "--config", self.cfg]),
                                      preexec_fn=raise_nofile, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "server.log"), "a"))
         self.pid = self.proc.pid
@@ -404,11 +469,11 @@ VirtualHost "localhost"
         finally:
             self.stop()
 
-    def start(self):
+    def start(self, cpus=SERVER_CPU):
         argv = ["prosody", "--config", self.cfg, "-F"]
         if os.getuid() == 0:
             argv = ["setpriv", "--reuid=prosody", "--regid=prosody", "--init-groups"] + argv
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, argv), preexec_fn=raise_nofile,
+        self.proc = subprocess.Popen(pinned(cpus, argv), preexec_fn=raise_nofile,
                                      stdout=open(os.path.join(self.dir, "stdout.log"), "a"),
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         self.pid = self.proc.pid
@@ -503,7 +568,7 @@ modules:
             except ProcessLookupError:
                 pass
 
-    def start(self):
+    def start(self, cpus=SERVER_CPU):
         if not hasattr(self, "epmd_before"):
             self.epmd_before = find_epmd()
         argv = ["/usr/sbin/ejabberdctl", "--config-dir", self.dir, "--spool",
@@ -515,7 +580,7 @@ modules:
             # resets the descriptor limit to 1024.
             argv = ["setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups"] + argv
             env = dict(os.environ, HOME=pwd.getpwnam("ejabberd").pw_dir, USER="ejabberd")
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, argv), preexec_fn=raise_nofile,
+        self.proc = subprocess.Popen(pinned(cpus, argv), preexec_fn=raise_nofile,
                                      stdout=open(os.path.join(self.dir, "stdout.log"), "a"),
                                      stderr=subprocess.STDOUT, cwd=self.dir, env=env)
         # The measured process is the Erlang VM (beam.smp) under the su/sh wrappers.
@@ -573,9 +638,9 @@ class Relay(Server):
         super().__init__(work, None, None, [])
         self.bin = binary
 
-    def start(self):
+    def start(self, cpus=SERVER_CPU):
         # Not probed by connecting: the relay would pair the probe with the first session.
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, [self.bin, "--port", str(self.port)]),
+        self.proc = subprocess.Popen(pinned(cpus, [self.bin, "--port", str(self.port)]),
                                      preexec_fn=raise_nofile, stderr=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
         if "listening" not in self.proc.stderr.readline():
@@ -667,12 +732,29 @@ class Runner:
         time.sleep(0.5)
         extra = ["--sessions", str(p["n"]), "--mech", p["mech"]] + (["--tls"] if p["tls"]
                                                                      else [])
+        if p.get("pbkdf2_floor"):
+            per, floor = measure_pbkdf2(srv.plain_hash)
+            log(f"bench: PBKDF2-HMAC-{srv.plain_hash.upper()} x{PBKDF2_ITERATIONS}: "
+                f"{', '.join(f'{t * 1000:.2f}' for t in per)} ms CPU on cores {BOTH_CPUS}; "
+                f"floor {floor:.0f} logins/s")
+        threads0 = thread_cpu(srv.pid)
         r = self.run_lg(srv, "login", extra)
+        threads1 = thread_cpu(srv.pid)
         lg = r["login"]
-        return {"logins_per_s": lg["rate"], "login_p50_ms": lg["p50_ms"],
-                "login_p99_ms": lg["p99_ms"], "login_max_ms": lg["max_ms"],
-                "cpu_ms_per_login": lg["server_cpu_s"] * 1000 / p["n"],
-                "client_pbkdf2": lg["pbkdf2_runs"], "tls": r["tls_info"]}
+        res = {"logins_per_s": lg["rate"], "login_p50_ms": lg["p50_ms"],
+               "login_p99_ms": lg["p99_ms"], "login_max_ms": lg["max_ms"],
+               "cpu_ms_per_login": lg["server_cpu_s"] * 1000 / p["n"],
+               "client_pbkdf2": lg["pbkdf2_runs"], "tls": r["tls_info"]}
+        if p.get("pbkdf2_floor"):
+            # Threads that did a real share (>= 10%) of the server's CPU in the storm: a worker
+            # pool that spreads PBKDF2 shows the loop thread plus at least two workers.
+            used = {t: threads1[t] - threads0.get(t, 0.0) for t in threads1}
+            total = sum(used.values())
+            res.update(pbkdf2_ms=statistics.mean(per) * 1000, pbkdf2_floor=floor,
+                       floor_share=lg["rate"] / floor,
+                       busy_threads=sum(1 for v in used.values() if total and v >= 0.1 * total),
+                       pbkdf2_hash=srv.plain_hash)
+        return res
 
     def message(self, srv, p, raw=False, duration=10):
         extra = ["--pairs", str(p["pairs"]), "--window", str(p["window"]), "--duration",
@@ -709,6 +791,11 @@ METRICS = {  # metric -> (label, better: "low"/"high", format)
     "login_p50_ms": ("login p50, ms", "low", "{:.1f}"),
     "login_p99_ms": ("login p99, ms", "low", "{:.1f}"),
     "cpu_ms_per_login": ("server CPU ms per login", "low", "{:.2f}"),
+    "pbkdf2_ms": (f"CPU ms per PBKDF2 ({PBKDF2_ITERATIONS} iterations, this run)", "low",
+                  "{:.2f}"),
+    "pbkdf2_floor": ("PBKDF2 floor: 2 cores / CPU per PBKDF2, logins/s", "high", "{:.0f}"),
+    "floor_share": ("share of the PBKDF2 floor", "high", "{:.2f}"),
+    "busy_threads": ("server threads with >= 10% of its CPU", "high", "{:.0f}"),
     "msgs_per_s": ("messages/s", "high", "{:.0f}"),
     "p50_ms": ("latency p50, ms", "low", "{:.2f}"),
     "p99_ms": ("latency p99, ms", "low", "{:.2f}"),
@@ -766,6 +853,22 @@ def render(table, servers, scenarios, meta):
            if isinstance(v, dict) and v.get("tls")}
     notes = [f"TLS as negotiated: " + "; ".join(f"{s}: {t}" for s, t in sorted(tls.items()))
              ] if tls else []
+    shared = [sid for sid, _, _, p in scenarios if p.get("server_cpus", SERVER_CPU) != SERVER_CPU]
+    if shared:
+        notes.append(f"Cores: the server runs on core {SERVER_CPU} and the load generator on "
+                     f"core {CLIENT_CPU}, except in {', '.join(shared)}: there the server may "
+                     f"use cores {BOTH_CPUS} and shares core {CLIENT_CPU} with the load "
+                     "generator.")
+    hashes = {s: v.get("pbkdf2_hash") for (sid, s), v in table.items()
+              if isinstance(v, dict) and v.get("pbkdf2_hash")}
+    if hashes:
+        notes.append(
+            f"PBKDF2 floor: one PBKDF2 ({PBKDF2_ITERATIONS} iterations) per PLAIN login, with "
+            "the hash each server checks PLAIN with (" +
+            ", ".join(f"{s}: HMAC-{h.upper()}" for s, h in sorted(hashes.items())) +
+            "), timed in the same run with OpenSSL (Python's hashlib) on both cores at once; "
+            "floor = sum over the 2 cores of 1 / CPU seconds per PBKDF2, the logins/s if both "
+            "cores did nothing else. Share = logins/s / floor.")
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
@@ -904,7 +1007,7 @@ def main():
                 for i in range(runs):
                     log(f"bench: {sname}: {sid} run {i + 1}/{runs}")
                     try:
-                        srv.start()
+                        srv.start(p.get("server_cpus", SERVER_CPU))
                         if kind == "idle":
                             got.append(runner.idle(srv, p))
                         elif kind == "login":

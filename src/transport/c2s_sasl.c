@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/tls1.h>
+
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/rand.h"
@@ -35,15 +37,26 @@ static const struct {
     {"SCRAM-SHA-256", ST_SCRAM_SHA256, false},     {"SCRAM-SHA-1", ST_SCRAM_SHA1, false},
 };
 
-static bool cb_available(struct c2s *c, const char *type)
-{
-    unsigned char buf[ST_SCRAM_MAX_CB_DATA];
-    return c->conn && st_conn_channel_binding(c->conn, type, buf, sizeof buf) > 0;
-}
+/* Channel-binding types this stream can produce, as CB_* bits. This runs for every stream
+ * features and <auth/>, so it must stay cheap: producing tls-exporter data runs the TLS
+ * exporter (an HKDF expansion, ~65k instructions in OpenSSL 3.0), so that type is judged by
+ * the rule st_conn_channel_binding applies to it (RFC 9266 §2: TLS 1.3 only) and its data is
+ * computed only for a -PLUS exchange (get_cb_data). tls-server-end-point is a hash of our
+ * certificate (RFC 5929 §4.1, ~25k): computed when all types are wanted (the XEP-0440 list)
+ * or when the exporter is not there. */
+enum { CB_EXPORTER = 1u, CB_END_POINT = 2u };
 
-static bool any_cb(struct c2s *c)
+static unsigned cb_types(struct c2s *c, bool all)
 {
-    return cb_available(c, "tls-exporter") || cb_available(c, "tls-server-end-point");
+    int version = c->conn ? st_conn_tls_version(c->conn) : 0;
+    if (version == 0)
+        return 0;
+    unsigned m = version == TLS1_3_VERSION ? CB_EXPORTER : 0;
+    unsigned char buf[ST_SCRAM_MAX_CB_DATA];
+    if ((all || !m) &&
+        st_conn_channel_binding(c->conn, "tls-server-end-point", buf, sizeof buf) > 0)
+        m |= CB_END_POINT;
+    return m;
 }
 
 static bool plain_allowed(struct c2s *c)
@@ -54,7 +67,8 @@ static bool plain_allowed(struct c2s *c)
 void st_c2s_sasl_features(struct c2s *c, struct st_xml *f)
 {
     struct st_xml *m = st_xml_add_child(f, "mechanisms", ST_NS_SASL);
-    bool plus = any_cb(c);
+    unsigned cb = cb_types(c, true);
+    bool plus = cb != 0;
     for (size_t i = 0; i < sizeof scram_mechs / sizeof scram_mechs[0]; i++)
         if (!scram_mechs[i].plus || plus)
             st_xml_add_text_child(m, "mechanism", scram_mechs[i].name);
@@ -62,12 +76,15 @@ void st_c2s_sasl_features(struct c2s *c, struct st_xml *f)
         st_xml_add_text_child(m, "mechanism", "PLAIN");
     if (plus) {
         /* XEP-0440: tell the client which channel-binding types we can produce. */
-        struct st_xml *cb = st_xml_add_child(f, "sasl-channel-binding", "urn:xmpp:sasl-cb:0");
-        static const char *const types[] = {"tls-exporter", "tls-server-end-point"};
-        for (size_t i = 0; i < 2; i++) {
-            if (cb_available(c, types[i])) {
-                struct st_xml *t = st_xml_add_child(cb, "channel-binding", NULL);
-                st_xml_set_attr(t, "type", types[i]);
+        struct st_xml *cbs = st_xml_add_child(f, "sasl-channel-binding", "urn:xmpp:sasl-cb:0");
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } types[] = {{CB_EXPORTER, "tls-exporter"}, {CB_END_POINT, "tls-server-end-point"}};
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            if (cb & types[i].bit) {
+                struct st_xml *t = st_xml_add_child(cbs, "channel-binding", NULL);
+                st_xml_set_attr(t, "type", types[i].name);
             }
         }
     }
@@ -86,7 +103,9 @@ static void send_sasl(struct c2s *c, const char *elem, const unsigned char *data
 {
     struct st_buf b;
     st_buf_init(&b, SASL_MAX_DATA * 2);
-    st_buf_printf(&b, "<%s xmlns='" ST_NS_SASL "'>", elem);
+    st_buf_puts(&b, "<");
+    st_buf_puts(&b, elem);
+    st_buf_puts(&b, " xmlns='" ST_NS_SASL "'>");
     if (data && len) {
         char *enc = st_base64_encode(data, len);
         st_buf_puts(&b, enc);
@@ -94,7 +113,9 @@ static void send_sasl(struct c2s *c, const char *elem, const unsigned char *data
     } else if (empty_marker) {
         st_buf_puts(&b, "=");
     }
-    st_buf_printf(&b, "</%s>", elem);
+    st_buf_puts(&b, "</");
+    st_buf_puts(&b, elem);
+    st_buf_puts(&b, ">");
     st_c2s_write_str(c, b.data);
     st_buf_free(&b);
 }
@@ -412,7 +433,7 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
     if (strcmp(x->name, "auth") == 0) {
         st_c2s_sasl_clear(c);
         const char *mech = st_xml_attr(x, "mechanism");
-        bool plus_ok = any_cb(c);
+        bool plus_ok = cb_types(c, false) != 0;
         if (!mech) {
             st_c2s_sasl_failure(c, "invalid-mechanism", NULL);
             goto out;

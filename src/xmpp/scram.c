@@ -4,14 +4,18 @@
  * messages (RFC 5802 §7 grammar, GS2 header per RFC 5801), channel binding for the -PLUS
  * mechanisms (RFC 5802 §6, data from the transport: tls-exporter RFC 9266,
  * tls-server-end-point RFC 5929) and the proof check; plus strict base64 (RFC 4648 §4) as
- * RFC 6120 §6.4.2 requires. No I/O, no global state; the SASL layer (RFC 6120 §6) maps
- * results onto <failure/> conditions. Secrets are wiped when an exchange is freed. */
+ * RFC 6120 §6.4.2 requires. No I/O; no global state but the OpenSSL algorithms, fetched
+ * once and then read-only. The SASL layer (RFC 6120 §6) maps results onto <failure/>
+ * conditions. Secrets are wiped when an exchange is freed. */
 #include "xmpp/scram.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -25,8 +29,44 @@
 #define MAX_CB_NAME 64
 #define MAX_AUTH_MESSAGE (3 * ST_SCRAM_MAX_MSG + 256)
 
+/* OpenSSL 3 looks an algorithm up in its provider store each time one is named through
+ * EVP_sha1() or HMAC() (~15k instructions per HMAC() call, about as much as the HMAC of a
+ * SCRAM message itself). So the digests, and one keyless HMAC context per hash, are fetched
+ * once per process and afterwards only read (EVP_MAC_CTX_dup takes a const source), which any
+ * thread may do. This is the module's only global state; it never changes once set. */
+static const char *const md_names[ST_SCRAM_NHASH] = {"SHA1", "SHA2-256", "SHA2-512"};
+static struct {
+    EVP_MD *md[ST_SCRAM_NHASH];
+    EVP_MAC_CTX *hmac[ST_SCRAM_NHASH]; /* digest set, no key: copied for each HMAC */
+} algs;
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algs(void)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+    for (int h = 0; h < ST_SCRAM_NHASH; h++) {
+        algs.md[h] = EVP_MD_fetch(NULL, md_names[h], NULL);
+        EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+        OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                           (char *)md_names[h], 0),
+                          OSSL_PARAM_construct_end()};
+        if (ctx && EVP_MAC_CTX_set_params(ctx, p) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            ctx = NULL;
+        }
+        algs.hmac[h] = ctx;
+    }
+    EVP_MAC_free(mac); /* each context holds its own reference */
+    ERR_clear_error(); /* a failed fetch falls back to the by-name calls below */
+}
+
 static const EVP_MD *md_of(enum st_scram_hash h)
 {
+    if ((unsigned)h >= ST_SCRAM_NHASH)
+        return NULL;
+    pthread_once(&algs_once, fetch_algs);
+    if (algs.md[h])
+        return algs.md[h];
     switch (h) {
     case ST_SCRAM_SHA1:
         return EVP_sha1();
@@ -160,10 +200,25 @@ long st_base64_decode(const char *in, size_t len, unsigned char *out, size_t out
 static int hmac(enum st_scram_hash h, const void *key, size_t klen, const void *data, size_t dlen,
                 unsigned char *out)
 {
-    unsigned olen = 0;
-    if (!HMAC(md_of(h), key, (int)klen, data, dlen, out, &olen))
+    size_t dl = st_scram_digest_len(h);
+    const EVP_MD *md = md_of(h); /* also runs fetch_algs */
+    if (!md)
         return ST_EIO;
-    return olen == st_scram_digest_len(h) ? 0 : ST_EIO;
+    EVP_MAC_CTX *ctx = algs.hmac[h] ? EVP_MAC_CTX_dup(algs.hmac[h]) : NULL;
+    if (!ctx) {
+        unsigned olen = 0;
+        if (!HMAC(md, key, (int)klen, data, dlen, out, &olen))
+            return ST_EIO;
+        return olen == dl ? 0 : ST_EIO;
+    }
+    size_t olen = 0;
+    /* A NULL key would mean "keep the previous key" to EVP_MAC_init; SCRAM keys never are. */
+    int ok = EVP_MAC_init(ctx, key ? key : "", klen, NULL) == 1 &&
+             EVP_MAC_update(ctx, data, dlen) == 1 && EVP_MAC_final(ctx, out, &olen, dl) == 1;
+    EVP_MAC_CTX_free(ctx); /* cleanses the key schedule */
+    if (!ok)
+        ERR_clear_error();
+    return ok && olen == dl ? 0 : ST_EIO;
 }
 
 static int digest(enum st_scram_hash h, const void *data, size_t len, unsigned char *out)

@@ -1,6 +1,7 @@
 /* SCRAM (RFC 5802, RFC 7677) with SHA-1, SHA-256 and SHA-512, server side,
  * and the credential derivation shared by the CLI (set password) and PLAIN
- * verification. Pure logic on OpenSSL: no I/O, no global state; safe on
+ * verification. Pure logic on OpenSSL: no I/O, no mutable global state (the
+ * OpenSSL algorithms are fetched once per process, then only read); safe on
  * any thread. Channel binding (the -PLUS variants) takes the binding data
  * from the caller (tls-exporter, RFC 9266; tls-server-end-point, RFC 5929). */
 #ifndef ST_XMPP_SCRAM_H

@@ -184,3 +184,24 @@ def test_other_host_account(server, clients):
     # alice does not exist on example.test
     d = clients.tls_stream(server, domain="example.test")
     assert failure_condition(d.auth_plain("alice", ALICE_PW)) == "not-authorized"
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_channel_binding_types_per_tls_version(server, clients, version):
+    """XEP-0440 §2: the server lists the channel-binding types it can produce:
+    tls-exporter only on TLS 1.3 (RFC 9266 §2), tls-server-end-point on both
+    (RFC 5929 §4); -PLUS is offered with either, and works on TLS 1.2."""
+    from xmpp_raw import starttls_version
+    c = clients.connect(server)
+    c.open_stream()
+    starttls_version(c, version)
+    cb = c.feature("urn:xmpp:sasl-cb:0", "sasl-channel-binding")
+    assert cb is not None, tostr(c.features)
+    types = sorted(e.get("type") for e in cb)
+    want = ["tls-exporter", "tls-server-end-point"] if version == "TLSv1.3" else \
+        ["tls-server-end-point"]
+    assert types == want, tostr(cb)
+    assert "SCRAM-SHA-256-PLUS" in c.mechanisms()
+    if version == "TLSv1.2":
+        resp, _ = c.auth_scram("SCRAM-SHA-256-PLUS", "alice", ALICE_PW)
+        assert resp.tag == q(NS_SASL, "success"), tostr(resp)

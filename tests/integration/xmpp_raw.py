@@ -92,6 +92,15 @@ def insecure_context(min_version=None, max_version=None, legacy=False):
     return ctx
 
 
+def starttls_version(c, version):
+    """STARTTLS on c's open stream with exactly TLS `version` ("TLSv1.2" or "TLSv1.3"),
+    then the stream restart."""
+    v = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}[version]
+    c.starttls(context=insecure_context(v, v))
+    assert c.sock.version() == version
+    c.open_stream()
+
+
 class StreamClosed(AssertionError):
     """The TCP connection ended while the test was waiting for data."""
 
