@@ -1,13 +1,15 @@
 /* XML element trees for stanzas (RFC 6120 §8): construction, lookup, deep
  * copy and freeing. Each node is one allocation holding the struct and its
  * name/namespace (or text) inline, because stanzas are built and dropped at
- * a high rate and malloc calls dominate the cost of a small tree. Freeing
+ * a high rate and malloc calls dominate the cost of a small tree; elements
+ * from the parser carry their attributes in that allocation too. Freeing
  * and copying walk the tree iteratively so no input can exhaust the stack. */
 #include "xml/node.h"
 
 #include "base/mem.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 static struct st_xml *node_alloc(enum st_xml_type type, const char *a, size_t alen,
@@ -16,6 +18,7 @@ static struct st_xml *node_alloc(enum st_xml_type type, const char *a, size_t al
     /* a and b are copied NUL-terminated right after the struct. */
     size_t extra = alen + 1 + (b ? blen + 1 : 0);
     struct st_xml *x = st_calloc(1, sizeof *x + extra);
+    x->alloc_size = (unsigned)(sizeof *x + extra);
     char *p = (char *)(x + 1);
     memcpy(p, a, alen);
     p[alen] = '\0';
@@ -39,6 +42,70 @@ struct st_xml *st_xml_new(const char *name, const char *ns)
     if (!ns)
         ns = "";
     return node_alloc(ST_XML_ELEMENT, name, strlen(name), ns, strlen(ns));
+}
+
+/* Whether p points into x's own allocation (then it is freed with x, never on its own). */
+static bool in_node(const struct st_xml *x, const void *p)
+{
+    uintptr_t a = (uintptr_t)x, q = (uintptr_t)p;
+    return q >= a && q < a + x->alloc_size;
+}
+
+/* Something below root x changed: its copy of the children as received is stale. */
+static void touch(struct st_xml *x)
+{
+    while (x->parent)
+        x = x->parent;
+    if (x->raw_inner) {
+        st_free(x->raw_inner);
+        x->raw_inner = NULL;
+        x->raw_inner_len = 0;
+    }
+}
+
+static char *put_str(char **at, const char *s, size_t n)
+{
+    char *r = *at;
+    memcpy(r, s, n);
+    r[n] = '\0';
+    *at += n + 1;
+    return r;
+}
+
+/* Spare attribute slots in a packed element: the router stamps 'from' without a new array. */
+#define PACKED_SPARE 2
+
+struct st_xml *st_xml_new_packed(const char *name, size_t name_len, const char *ns, size_t ns_len,
+                                 const struct st_xml_attr_in *attrs, unsigned nattrs)
+{
+    if (!ns) {
+        ns = "";
+        ns_len = 0;
+    }
+    unsigned cap = nattrs + PACKED_SPARE;
+    size_t strs = name_len + 1 + ns_len + 1;
+    for (unsigned i = 0; i < nattrs; i++)
+        strs += attrs[i].name_len + 1 + attrs[i].value_len + 1 +
+                (attrs[i].ns ? attrs[i].ns_len + 1 : 0);
+    size_t size = sizeof(struct st_xml) + cap * sizeof(struct st_xml_attr) + strs;
+    struct st_xml *x = st_malloc(size);
+    memset(x, 0, sizeof *x);
+    x->type = ST_XML_ELEMENT;
+    x->refcount = 1;
+    x->alloc_size = (unsigned)size;
+    x->attrs = (struct st_xml_attr *)(x + 1);
+    x->attrs_cap = cap;
+    x->nattrs = nattrs;
+    char *at = (char *)(x->attrs + cap);
+    x->name = put_str(&at, name, name_len);
+    x->ns = put_str(&at, ns, ns_len);
+    for (unsigned i = 0; i < nattrs; i++) {
+        struct st_xml_attr *a = &x->attrs[i];
+        a->name = put_str(&at, attrs[i].name, attrs[i].name_len);
+        a->value = put_str(&at, attrs[i].value, attrs[i].value_len);
+        a->ns = attrs[i].ns ? put_str(&at, attrs[i].ns, attrs[i].ns_len) : NULL;
+    }
+    return x;
 }
 
 struct st_xml *st_xml_new_text(const char *text, size_t n)
@@ -65,8 +132,10 @@ void st_xml_unref(struct st_xml *x)
 static void free_attrs(struct st_xml *x)
 {
     for (unsigned i = 0; i < x->nattrs; i++)
-        st_free(x->attrs[i].name);
-    st_free(x->attrs);
+        if (!in_node(x, x->attrs[i].name))
+            st_free(x->attrs[i].name);
+    if (!in_node(x, x->attrs))
+        st_free(x->attrs);
 }
 
 void st_xml_free(struct st_xml *x)
@@ -88,6 +157,7 @@ void st_xml_free(struct st_xml *x)
             next = n->next ? n->next : n->parent;
         }
         free_attrs(n);
+        st_free(n->raw_inner);
         st_free(n);
         n = next;
     }
@@ -174,9 +244,18 @@ static void attr_fill(struct st_xml_attr *a, const char *ns, const char *name, c
 void st_xml_append_attr(struct st_xml *x, const char *ns, const char *name, const char *value)
 {
     assert(x && x->type == ST_XML_ELEMENT && name && value);
+    if (x->parent)
+        touch(x);
     if (x->nattrs == x->attrs_cap) {
         unsigned cap = x->attrs_cap ? x->attrs_cap * 2 : 4;
-        x->attrs = st_realloc(x->attrs, cap * sizeof *x->attrs);
+        if (in_node(x, x->attrs)) {
+            /* A packed array cannot grow in place; its strings stay where they are. */
+            struct st_xml_attr *a = st_malloc(cap * sizeof *a);
+            memcpy(a, x->attrs, x->nattrs * sizeof *a);
+            x->attrs = a;
+        } else {
+            x->attrs = st_realloc(x->attrs, cap * sizeof *x->attrs);
+        }
         x->attrs_cap = cap;
     }
     attr_fill(&x->attrs[x->nattrs++], ns, name, value);
@@ -196,6 +275,8 @@ void st_xml_set_attr_ns(struct st_xml *x, const char *ns, const char *name, cons
             st_xml_append_attr(x, ns, name, value);
         return;
     }
+    if (x->parent)
+        touch(x);
     struct st_xml_attr *a = &x->attrs[i];
     char *old = a->name;
     if (value) {
@@ -205,12 +286,14 @@ void st_xml_set_attr_ns(struct st_xml *x, const char *ns, const char *name, cons
         memmove(a, a + 1, (x->nattrs - (unsigned)i - 1) * sizeof *a);
         x->nattrs--;
     }
-    st_free(old);
+    if (!in_node(x, old))
+        st_free(old);
 }
 
 struct st_xml *st_xml_append(struct st_xml *parent, struct st_xml *child)
 {
     assert(parent && parent->type == ST_XML_ELEMENT && child && !child->parent);
+    touch(parent);
     child->parent = parent;
     child->next = NULL;
     if (parent->last_child)
@@ -244,6 +327,7 @@ void st_xml_detach(struct st_xml *child)
     struct st_xml *p = child->parent;
     if (!p)
         return;
+    touch(p);
     struct st_xml *prev = NULL;
     for (struct st_xml *c = p->first_child; c != child; c = c->next)
         prev = c;

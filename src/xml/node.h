@@ -49,10 +49,31 @@ struct st_xml {
     struct st_xml *last_child;
     struct st_xml *next; /* next sibling */
     unsigned refcount;   /* meaningful on roots only */
+    unsigned alloc_size; /* bytes of the node's own allocation (strings inside it are not freed
+                            on their own) */
+    /* Roots built by the stream parser: the children exactly as received (well-formed, using no
+     * namespace prefix declared outside the stanza), so serialising needs only the root's own
+     * tag. Owned; dropped by any change below the root (the node.c mutators see to that). */
+    char *raw_inner;
+    size_t raw_inner_len;
+};
+
+/* One attribute as the parser has it: strings with lengths; ns NULL for none. */
+struct st_xml_attr_in {
+    const char *ns;
+    size_t ns_len;
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
 };
 
 /* Returns a new element (refcount 1). name and ns are copied; ns may be NULL (no namespace). */
 struct st_xml *st_xml_new(const char *name, const char *ns);
+/* Returns a new element (refcount 1) with its attributes in the same allocation (the parser's
+ * fast path: one malloc per element). ns may be NULL. */
+struct st_xml *st_xml_new_packed(const char *name, size_t name_len, const char *ns, size_t ns_len,
+                                 const struct st_xml_attr_in *attrs, unsigned nattrs);
 /* Returns a new text node holding a copy of n bytes of text. */
 struct st_xml *st_xml_new_text(const char *text, size_t n);
 /* Adds a reference to a root; returns x. */

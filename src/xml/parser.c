@@ -16,7 +16,18 @@
  * creates a new one and first parses a synthetic copy of the stream header
  * (the root name plus its namespace declarations, kept as a short string),
  * with the duplicate stream_open suppressed and byte offsets rebased so the
- * limits see the real stream. Callers cannot tell the difference. */
+ * limits see the real stream. Callers cannot tell the difference. Freed
+ * parsers are reset and kept in a small per-thread pool, so waking costs a
+ * reset instead of expat's ~30 allocations.
+ *
+ * Forwarding: a stanza that arrived within one read and uses no namespace
+ * prefix keeps a copy of its children as received (st_xml.raw_inner), so the
+ * router's usual work (stamp 'from', deliver) re-serialises only the root's
+ * tag. Expat reports names as triplets (uri, local name, prefix) for that.
+ *
+ * While hibernating, whole stanzas of the common simple shape at the start
+ * of a feed are read by fastpath.c without waking expat; the first byte it
+ * declines (incomplete or unusual input) goes to expat as before. */
 #include "xml/parser.h"
 
 #include "base/buf.h"
@@ -25,6 +36,7 @@
 #include "base/mem.h"
 #include "base/rand.h"
 #include "st_config.h"
+#include "xml/fastpath.h"
 #include "xml/node.h"
 
 #include <assert.h>
@@ -47,13 +59,22 @@
  * stanza-size limit is checked (and expat's buffer bounded) within a slice. */
 #define FEED_SLICE 16384
 
+/* An expat parser and the byte counter its blocks are charged to: both travel together
+ * through the idle pool, so a block's counter outlives whichever stream used the parser. */
+struct expat {
+    XML_Parser xp;
+    size_t mem;
+    struct expat *next; /* in the pool */
+};
+
 struct st_xml_parser {
-    XML_Parser xp; /* NULL after reset, before the first feed, or while hibernating */
+    XML_Parser xp; /* ex->xp, or NULL after reset, before the first feed, or while hibernating */
+    struct expat *ex;
     struct st_xml_parser_cb cb;
     void *ud;
     struct st_xml_limits lim;
     unsigned long salt; /* expat hash salt, stable across hibernation */
-    size_t expat_mem;   /* bytes currently allocated by expat for xp */
+    bool pooled;        /* returns its expat to the thread's pool (stream parsers) */
 
     /* Byte offsets into the stream since the last reset ("absolute"). */
     unsigned long long fed;  /* bytes handed to expat so far */
@@ -68,8 +89,16 @@ struct st_xml_parser {
     struct st_xml *cur;    /* its innermost open element */
     size_t tree_bytes;     /* approximate size of the stanza under construction */
     struct st_buf text;    /* character data not yet attached to cur */
+    char *stream_ns;       /* default namespace declared on the stream root, or NULL */
     char *synth;           /* synthetic stream header for rehydration */
     size_t synth_len;
+
+    /* The input slice expat is parsing (NULL while rehydrating), for raw_inner. */
+    const char *slice;
+    unsigned long long slice_abs; /* absolute offset of slice[0] */
+    size_t slice_len;
+    unsigned long long raw_from;  /* absolute offset just past the stanza's start tag */
+    bool raw_ok;                  /* the stanza so far can be forwarded as received */
 
     bool header_seen;
     bool closed;      /* root element closed */
@@ -172,18 +201,42 @@ static bool over_size(struct st_xml_parser *p, unsigned long long end)
     return p->lim.max_stanza_bytes && end > p->mark && end - p->mark > p->lim.max_stanza_bytes;
 }
 
-/* Splits an expat name "uri<SEP>local" (or "local") into ns (NULL if none) and local. The
- * separator is replaced in the caller's copy. */
-static const char *split_name(char *name, const char **ns)
+/* An expat name "uri<SEP>local<SEP>prefix", "uri<SEP>local" or "local", split in place. */
+struct qname {
+    const char *ns; /* NULL if none */
+    size_t ns_len;
+    const char *local;
+    size_t local_len;
+    bool prefixed; /* written with a prefix other than the predefined xml: */
+};
+
+static void split_qname(const char *s, struct qname *q)
 {
-    char *sep = strrchr(name, NS_SEP);
-    if (!sep) {
-        *ns = NULL;
-        return name;
+    const char *a = strchr(s, NS_SEP);
+    if (!a) {
+        *q = (struct qname){.local = s, .local_len = strlen(s)};
+        return;
     }
-    *sep = '\0';
-    *ns = name;
-    return sep + 1;
+    q->ns = s;
+    q->ns_len = (size_t)(a - s);
+    q->local = a + 1;
+    const char *b = strchr(q->local, NS_SEP);
+    q->local_len = b ? (size_t)(b - q->local) : strlen(q->local);
+    q->prefixed = b && strcmp(b + 1, "xml") != 0;
+}
+
+/* Makes a NUL-terminated copy of the qname's namespace and local name for the root, which
+ * st_xml_new needs; the two strings share one allocation owned by the caller (free ns_out or,
+ * when there is no namespace, local_out). */
+static char *qname_dup(const struct qname *q, const char **ns_out)
+{
+    char *b = st_malloc(q->ns_len + 1 + q->local_len + 1);
+    memcpy(b, q->ns ? q->ns : "", q->ns_len);
+    b[q->ns_len] = '\0';
+    memcpy(b + q->ns_len + 1, q->local, q->local_len);
+    b[q->ns_len + 1 + q->local_len] = '\0';
+    *ns_out = q->ns ? b : NULL;
+    return b;
 }
 
 static void flush_text(struct st_xml_parser *p)
@@ -203,26 +256,15 @@ static void drop_stanza(struct st_xml_parser *p)
     st_buf_free(&p->text);
 }
 
-/* Copies an expat name (const) so split_name can cut it; short names use the stack. */
-#define NAME_COPY(dst, src)                                                                \
-    size_t dst##_len = strlen(src);                                                        \
-    char dst##_small[256];                                                                 \
-    char *dst = dst##_len < sizeof dst##_small ? dst##_small : st_malloc(dst##_len + 1);   \
-    memcpy(dst, src, dst##_len + 1)
-#define NAME_FREE(dst)                                                                     \
-    do {                                                                                   \
-        if (dst != dst##_small)                                                            \
-            st_free(dst);                                                                  \
-    } while (0)
-
 static void add_attrs(struct st_xml *x, const XML_Char **atts)
 {
     for (unsigned i = 0; atts[i]; i += 2) {
-        NAME_COPY(an, atts[i]);
+        struct qname q;
+        split_qname(atts[i], &q);
         const char *ns;
-        const char *local = split_name(an, &ns);
-        st_xml_append_attr(x, ns, local, atts[i + 1]);
-        NAME_FREE(an);
+        char *b = qname_dup(&q, &ns);
+        st_xml_append_attr(x, ns, b + q.ns_len + 1, atts[i + 1]);
+        st_free(b);
     }
 }
 
@@ -242,7 +284,7 @@ static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char
     if (p->halted)
         return;
     p->ndecl++;
-    if (p->depth != 0)
+    if (p->depth != 0 || p->rehydrating)
         return; /* below the root, namespaces are resolved into the tree */
     if (!uri)
         uri = "";
@@ -296,15 +338,20 @@ static void build_synth(struct st_xml_parser *p, const char *ns, const char *loc
 
 static void open_root(struct st_xml_parser *p, const XML_Char *name, const XML_Char **atts)
 {
-    NAME_COPY(en, name);
+    struct qname q;
+    split_qname(name, &q);
     const char *ns;
-    const char *local = split_name(en, &ns);
+    char *en = qname_dup(&q, &ns);
+    const char *local = en + q.ns_len + 1;
     if (p->rehydrating) {
         /* The real header was reported long ago; this is our own copy. */
     } else if (p->lim.max_attrs && count_attrs(atts) + p->ndecl > p->lim.max_attrs) {
         fail(p, ST_XML_ERR_POLICY, "too many attributes");
     } else {
         build_synth(p, ns, local);
+        const char *dns = p->decl_attrs ? st_xml_attr(p->decl_attrs, "xmlns") : NULL;
+        st_free(p->stream_ns);
+        p->stream_ns = dns && *dns ? st_strdup(dns) : NULL;
         struct st_xml *h = st_xml_new(local, ns);
         add_attrs(h, atts);
         for (unsigned i = 0; p->decl_attrs && i < p->decl_attrs->nattrs; i++)
@@ -322,7 +369,7 @@ static void open_root(struct st_xml_parser *p, const XML_Char *name, const XML_C
         p->depth = 1;
         p->mark = event_end(p);
     }
-    NAME_FREE(en);
+    st_free(en);
     st_xml_free(p->decl_attrs);
     p->decl_attrs = NULL;
     st_buf_free(&p->decls);
@@ -354,23 +401,52 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
         return;
     }
     flush_text(p);
-    NAME_COPY(en, name);
-    const char *ns;
-    const char *local = split_name(en, &ns);
-    struct st_xml *x = st_xml_new(local, ns);
-    NAME_FREE(en);
-    add_attrs(x, atts);
-    p->tree_bytes += sizeof *x + strlen(x->name) + strlen(x->ns) + 2;
-    for (unsigned i = 0; i < x->nattrs; i++)
-        p->tree_bytes += sizeof x->attrs[i] + strlen(x->attrs[i].name) +
-                         strlen(x->attrs[i].value) + 2 +
-                         (x->attrs[i].ns ? strlen(x->attrs[i].ns) + 1 : 0);
+    if (p->depth == 1) {
+        p->raw_ok = p->slice != NULL;
+        p->raw_from = event_end(p);
+    }
+    struct qname q;
+    split_qname(name, &q);
+    unsigned na = count_attrs(atts);
+    struct st_xml_attr_in small[16];
+    struct st_xml_attr_in *in = na <= 16 ? small : st_malloc(na * sizeof *in);
+    bool prefixed = q.prefixed;
+    for (unsigned i = 0; i < na; i++) {
+        struct qname aq;
+        split_qname(atts[2 * i], &aq);
+        prefixed |= aq.prefixed;
+        in[i] = (struct st_xml_attr_in){aq.ns, aq.ns_len, aq.local, aq.local_len,
+                                        atts[2 * i + 1], strlen(atts[2 * i + 1])};
+    }
+    if (prefixed)
+        p->raw_ok = false; /* the prefix may be declared outside the stanza */
+    struct st_xml *x = st_xml_new_packed(q.local, q.local_len, q.ns, q.ns_len, in, na);
+    if (in != small)
+        st_free(in);
+    p->tree_bytes += x->alloc_size;
     if (p->cur)
         st_xml_append(p->cur, x);
     else
         p->stanza = x;
     p->cur = x;
     p->depth++;
+}
+
+/* Gives the finished stanza s its children as received when they all lie in the slice being
+ * parsed (the usual case: a stanza arrives within one read). */
+static void keep_raw(struct st_xml_parser *p, struct st_xml *s)
+{
+    long long idx = (long long)XML_GetCurrentByteIndex(p->xp);
+    if (!p->raw_ok || idx < 0)
+        return;
+    unsigned long long end_tag = (unsigned long long)(p->base + idx);
+    if (end_tag <= p->raw_from || p->raw_from < p->slice_abs ||
+        end_tag > p->slice_abs + p->slice_len)
+        return;
+    size_t n = (size_t)(end_tag - p->raw_from);
+    s->raw_inner = st_malloc(n);
+    memcpy(s->raw_inner, p->slice + (p->raw_from - p->slice_abs), n);
+    s->raw_inner_len = n;
 }
 
 static void XMLCALL on_end(void *ud, const XML_Char *name)
@@ -402,7 +478,8 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
     struct st_xml *s = p->stanza;
     p->stanza = p->cur = NULL;
     p->tree_bytes = 0;
-    st_buf_free(&p->text);
+    st_buf_reset(&p->text); /* kept for the next stanza; freed when the parser hibernates */
+    keep_raw(p, s);
     p->mark = end;
     if (p->cb.stanza)
         p->cb.stanza(p->ud, s);
@@ -551,20 +628,84 @@ static int XMLCALL on_external_entity(XML_Parser xp, const XML_Char *context,
 
 /* ---- parser lifecycle ---------------------------------------------------- */
 
-static void create_expat(struct st_xml_parser *p)
+/* Reset parsers kept per thread. A reset parser keeps its buffers (a few KiB); one that grew
+ * past POOL_PARSER_MAX on a big stanza is freed instead. */
+#define POOL_MAX 32
+#define POOL_PARSER_MAX (24 * 1024)
+
+static _Thread_local struct {
+    struct expat *head;
+    unsigned n;
+} tl_pool;
+
+/* Returns an expat parser from the pool or a new one; the caller owns it. */
+static struct expat *expat_take(void)
 {
+    struct expat *e = tl_pool.head;
+    if (e) {
+        tl_pool.head = e->next;
+        tl_pool.n--;
+        return e;
+    }
+    e = ST_NEW(struct expat);
     const XML_Char sep[2] = {NS_SEP, '\0'};
     size_t *saved = tl_counter; /* a parser may be used from another's callback */
-    tl_counter = &p->expat_mem;
+    tl_counter = &e->mem;
     /* Forcing UTF-8 makes expat ignore a BOM or declared encoding; a declared
      * non-UTF-8 encoding is still seen (and refused) in on_xmldecl. */
-    p->xp = XML_ParserCreate_MM("UTF-8", &mm_suite, sep);
+    e->xp = XML_ParserCreate_MM("UTF-8", &mm_suite, sep);
     tl_counter = saved;
-    if (!p->xp) {
+    if (!e->xp) {
         /* Only allocation can fail here; like every failed allocation, that aborts. */
         st_log_error("xml", "cannot create an expat parser");
         abort();
     }
+    return e;
+}
+
+static void expat_destroy(struct expat *e)
+{
+    size_t *saved = tl_counter;
+    tl_counter = &e->mem;
+    XML_ParserFree(e->xp);
+    tl_counter = saved;
+    st_free(e);
+}
+
+/* Takes e back: reset into the pool, or freed. */
+static void expat_give(struct expat *e, bool pool)
+{
+    if (pool && tl_pool.n < POOL_MAX && e->mem <= POOL_PARSER_MAX) {
+        size_t *saved = tl_counter;
+        tl_counter = &e->mem;
+        XML_Bool ok = XML_ParserReset(e->xp, "UTF-8");
+        tl_counter = saved;
+        if (ok) {
+            e->next = tl_pool.head;
+            tl_pool.head = e;
+            tl_pool.n++;
+            return;
+        }
+    }
+    expat_destroy(e);
+}
+
+void st_xml_parser_pool_drain(void)
+{
+    while (tl_pool.head) {
+        struct expat *e = tl_pool.head;
+        tl_pool.head = e->next;
+        expat_destroy(e);
+    }
+    tl_pool.n = 0;
+}
+
+static void create_expat(struct st_xml_parser *p)
+{
+    p->ex = expat_take();
+    p->xp = p->ex->xp;
+    /* A reset parser has no handlers, user data, salt or options left: set them all. */
+    XML_SetReturnNSTriplet(p->xp, XML_TRUE);
     XML_SetUserData(p->xp, p);
     XML_SetHashSalt(p->xp, p->salt);
     XML_SetElementHandler(p->xp, on_start, on_end);
@@ -590,8 +731,9 @@ static void create_expat(struct st_xml_parser *p)
 
 static void free_expat(struct st_xml_parser *p)
 {
-    if (p->xp)
-        XML_ParserFree(p->xp);
+    if (p->ex)
+        expat_give(p->ex, p->pooled);
+    p->ex = NULL;
     p->xp = NULL;
 }
 
@@ -605,6 +747,8 @@ static void do_reset(struct st_xml_parser *p)
     st_free(p->synth);
     p->synth = NULL;
     p->synth_len = 0;
+    st_free(p->stream_ns);
+    p->stream_ns = NULL;
     p->fed = p->mark = 0;
     p->base = 0;
     p->depth = p->ndecl = 0;
@@ -626,6 +770,7 @@ struct st_xml_parser *st_xml_parser_new(const struct st_xml_parser_cb *cb, void 
         p->salt = (unsigned long)(uintptr_t)p;
     st_buf_init(&p->text, 0);
     st_buf_init(&p->decls, 0);
+    p->pooled = true;
     return p;
 }
 
@@ -707,7 +852,7 @@ static void map_expat_error(struct st_xml_parser *p)
 static bool run_expat(struct st_xml_parser *p, const char *data, size_t len)
 {
     size_t *saved = tl_counter;
-    tl_counter = &p->expat_mem;
+    tl_counter = &p->ex->mem;
     p->in_expat = true;
     enum XML_Status st = XML_Parse(p->xp, data, (int)len, XML_FALSE);
     p->in_expat = false;
@@ -737,8 +882,44 @@ static void wake(struct st_xml_parser *p)
 static void maybe_hibernate(struct st_xml_parser *p)
 {
     if (p->xp && p->header_seen && !p->closed && p->depth == 1 && !p->stanza && !p->halted &&
-        !p->in_cdata && p->mark == p->fed && !p->text.len)
+        !p->in_cdata && p->mark == p->fed && !p->text.len) {
         free_expat(p);
+        st_buf_free(&p->text);
+    }
+}
+
+/* Reads the stanzas at the start of data with fastpath.c while the parser hibernates
+ * between stanzas; returns the bytes consumed (white space between stanzas included). Stops
+ * at the first byte the fast reader declines, or when a callback stops or resets. */
+static size_t fast_feed(struct st_xml_parser *p, const char *data, size_t len)
+{
+    size_t used = 0;
+    unsigned long long base = p->fed; /* == p->mark while hibernating */
+    while (used < len && !p->halted) {
+        size_t ws = used;
+        while (ws < len && (data[ws] == ' ' || data[ws] == '\t' || data[ws] == '\n' ||
+                            data[ws] == '\r'))
+            ws++;
+        if (ws == len) {
+            used = len; /* a keepalive (RFC 6120 §4.6.1) */
+            p->fed = p->mark = base + used;
+            break;
+        }
+        const struct st_xml_fast_limits fl = {p->stream_ns, p->lim.max_stanza_bytes,
+                                              p->lim.max_depth, p->lim.max_attrs};
+        struct st_xml *x = NULL;
+        size_t n = st_xml_fast_stanza(data + ws, len - ws, &fl, &x);
+        if (!n)
+            break;
+        used = ws + n;
+        p->fed = p->mark = base + used;
+        if (p->cb.stanza)
+            p->cb.stanza(p->ud, x);
+        else
+            st_xml_unref(x);
+        after_callback(p);
+    }
+    return used;
 }
 
 int st_xml_parser_feed(struct st_xml_parser *p, const char *data, size_t len)
@@ -751,12 +932,22 @@ int st_xml_parser_feed(struct st_xml_parser *p, const char *data, size_t len)
     if (!len)
         return 0;
     p->in_feed = true;
-    if (!p->xp)
+    if (!p->xp && p->header_seen && !p->closed) {
+        size_t used = fast_feed(p, data, len);
+        data += used;
+        len -= used;
+    }
+    if (len && !p->halted && !p->xp)
         wake(p);
     while (len && !p->halted) {
         size_t n = len < FEED_SLICE ? len : FEED_SLICE;
+        p->slice = data;
+        p->slice_abs = p->fed;
+        p->slice_len = n;
         p->fed += n;
-        if (!run_expat(p, data, n))
+        bool ok = run_expat(p, data, n);
+        p->slice = NULL;
+        if (!ok)
             break;
         data += n;
         len -= n;
@@ -807,7 +998,7 @@ void st_xml_parser_reset(struct st_xml_parser *p)
 
 size_t st_xml_parser_memory(const struct st_xml_parser *p)
 {
-    return sizeof *p + p->expat_mem + p->text.cap + p->decls.cap + p->tree_bytes +
+    return sizeof *p + (p->ex ? p->ex->mem : 0) + p->text.cap + p->decls.cap + p->tree_bytes +
            (p->synth ? p->synth_len + 1 : 0);
 }
 
@@ -861,6 +1052,7 @@ struct st_xml *st_xml_parse_one(const char *data, size_t len, const char *ns,
     struct st_xml_parser_cb cb = {.stanza = one_stanza, .error = one_error,
                                   .stream_close = one_close};
     struct st_xml_parser *p = st_xml_parser_new(&cb, &o, limits);
+    p->pooled = false; /* any thread: the pools are per thread and only loops drain theirs */
     int rc = st_xml_parser_feed(p, open_tag, (size_t)n);
     if (rc == 0)
         rc = st_xml_parser_feed(p, data, len);

@@ -82,5 +82,7 @@ struct st_xml *st_xml_parse_one(const char *data, size_t len, const char *ns,
 /* Returns approximate bytes of memory held by the parser (for accounting): about 350 bytes
  * while idle between stanzas, ~10 KiB while expat is awake, plus any stanza being built. */
 size_t st_xml_parser_memory(const struct st_xml_parser *p);
+/* Frees the calling thread's pool of idle expat parsers (at shutdown of a loop thread). */
+void st_xml_parser_pool_drain(void);
 
 #endif

@@ -275,39 +275,93 @@ int st_jid_prep_part_unicode(enum st_jid_part part, const char *in, size_t len, 
     return ST_EINVAL;
 }
 
+/* Whether d[0..n) is already a canonical domainpart made of LDH labels (lowercase, no
+ * trailing dot, no A-labels, not an IP literal): prep_domain would return it unchanged. JIDs
+ * in routed stanzas nearly always are, and this check is far cheaper than preparing. */
+static bool canonical_ascii_domain(const char *d, size_t n)
+{
+    if (n == 0 || n > ST_JID_PART_MAX)
+        return false;
+    size_t start = 0;
+    bool last_has_alpha = false;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && d[i] != '.') {
+            if (d[i] >= 'a' && d[i] <= 'z')
+                last_has_alpha = true;
+            continue;
+        }
+        if (!ldh_label_ok(d + start, i - start) || is_xn(d + start, i - start))
+            return false;
+        if (i < n)
+            last_has_alpha = false;
+        start = i + 1;
+    }
+    return last_has_alpha; /* all-digit last label: could be an IPv4 literal */
+}
+
+/* Copies s[0..n) NUL-terminated to *at and advances it; returns where the copy starts. */
+static char *put_part(char **at, const char *s, size_t n)
+{
+    char *r = *at;
+    memcpy(r, s, n);
+    r[n] = '\0';
+    *at += n + 1;
+    return r;
+}
+
+/* Fills out with the five strings in one allocation, out->full first (st_jid_clear frees
+ * that). local and resource may be NULL. */
+static void assemble(struct st_jid *out, const char *l, size_t nl, const char *d, size_t nd,
+                     const char *r, size_t nr)
+{
+    size_t nbare = (l ? nl + 1 : 0) + nd;
+    size_t nfull = nbare + (r ? nr + 1 : 0);
+    char *b = st_malloc(nfull + 1 + nbare + 1 + (l ? nl + 1 : 0) + nd + 1 + (r ? nr + 1 : 0));
+    char *p = b;
+    if (l) {
+        memcpy(p, l, nl);
+        p[nl] = '@';
+        p += nl + 1;
+    }
+    memcpy(p, d, nd);
+    p += nd;
+    if (r) {
+        *p++ = '/';
+        memcpy(p, r, nr);
+        p += nr;
+    }
+    *p++ = '\0';
+    out->full = b;
+    out->bare = put_part(&p, b, nbare);
+    out->local = l ? put_part(&p, l, nl) : NULL;
+    out->domain = put_part(&p, d, nd);
+    out->resource = r ? put_part(&p, r, nr) : NULL;
+}
+
 static int build(const char *l, size_t ll, const char *d, size_t dl, const char *r, size_t rl,
                  struct st_jid *out)
 {
     memset(out, 0, sizeof *out);
-    if (l && prep_local(l, ll, 0, &out->local))
-        goto fail;
-    if (prep_domain(d, dl, true, &out->domain))
-        goto fail;
-    if (r && prep_resource(r, rl, 0, &out->resource))
-        goto fail;
-    /* Exact-size strings: JIDs are built for every routed stanza. */
-    size_t nl = out->local ? strlen(out->local) : 0;
-    size_t nd = strlen(out->domain);
-    size_t nr = out->resource ? strlen(out->resource) : 0;
-    size_t nbare = (out->local ? nl + 1 : 0) + nd;
-    out->bare = st_malloc(nbare + 1);
-    if (out->local) {
-        memcpy(out->bare, out->local, nl);
-        out->bare[nl] = '@';
+    char *lp = NULL, *dp = NULL, *rp = NULL;
+    int rc = ST_EINVAL;
+    if (l && prep_local(l, ll, 0, &lp))
+        goto done;
+    if (!canonical_ascii_domain(d, dl)) {
+        if (prep_domain(d, dl, true, &dp))
+            goto done;
+        d = dp;
+        dl = strlen(dp);
     }
-    memcpy(out->bare + nbare - nd, out->domain, nd + 1);
-    size_t nfull = nbare + (out->resource ? nr + 1 : 0);
-    out->full = st_malloc(nfull + 1);
-    memcpy(out->full, out->bare, nbare);
-    if (out->resource) {
-        out->full[nbare] = '/';
-        memcpy(out->full + nbare + 1, out->resource, nr);
-    }
-    out->full[nfull] = '\0';
-    return 0;
-fail:
-    st_jid_clear(out);
-    return ST_EINVAL;
+    if (r && prep_resource(r, rl, 0, &rp))
+        goto done;
+    /* One allocation: JIDs are built for every routed stanza. */
+    assemble(out, lp, lp ? strlen(lp) : 0, d, dl, rp, rp ? strlen(rp) : 0);
+    rc = 0;
+done:
+    st_free(lp);
+    st_free(dp);
+    st_free(rp);
+    return rc;
 }
 
 int st_jid_parse(const char *s, struct st_jid *out)
@@ -338,21 +392,17 @@ int st_jid_make(const char *local, const char *domain, const char *resource, str
 
 void st_jid_clear(struct st_jid *j)
 {
-    st_free(j->local);
-    st_free(j->domain);
-    st_free(j->resource);
-    st_free(j->full);
-    st_free(j->bare);
+    st_free(j->full); /* the one allocation (assemble) */
     memset(j, 0, sizeof *j);
 }
 
 void st_jid_copy(struct st_jid *dst, const struct st_jid *src)
 {
-    dst->local = st_strdup(src->local);
-    dst->domain = st_strdup(src->domain);
-    dst->resource = st_strdup(src->resource);
-    dst->full = st_strdup(src->full);
-    dst->bare = st_strdup(src->bare);
+    memset(dst, 0, sizeof *dst);
+    if (!src->full)
+        return;
+    assemble(dst, src->local, src->local ? strlen(src->local) : 0, src->domain,
+             strlen(src->domain), src->resource, src->resource ? strlen(src->resource) : 0);
 }
 
 bool st_jid_equal(const struct st_jid *a, const struct st_jid *b)
@@ -367,8 +417,7 @@ char *st_jid_prep_string(const char *s)
     struct st_jid j;
     if (st_jid_parse(s, &j))
         return NULL;
-    char *full = j.full;
-    j.full = NULL;
+    char *full = st_strdup(j.full);
     st_jid_clear(&j);
     return full;
 }

@@ -18,6 +18,8 @@
 
 #define ST_JID_PART_MAX 1023
 
+/* The five strings share one allocation owned by the struct: never free or reassign a field;
+ * st_jid_clear frees them all. */
 struct st_jid {
     char *local;    /* NULL when absent */
     char *domain;   /* never NULL in a valid JID */
@@ -26,8 +28,8 @@ struct st_jid {
     char *bare;     /* canonical "local@domain" or "domain" */
 };
 
-/* Parses and prepares s into out (all fields newly allocated). Returns 0, or ST_EINVAL for a
- * malformed JID (the caller answers jid-malformed). out is zeroed on failure.
+/* Parses and prepares s into out (newly allocated, see struct st_jid). Returns 0, or ST_EINVAL
+ * for a malformed JID (the caller answers jid-malformed). out is zeroed on failure.
  * Splitting follows RFC 7622 §3.1: the resourcepart is everything after the first '/', the
  * localpart everything before the first '@' that precedes it; a separator with an empty part
  * ("@d", "d/") is malformed. Borrows s. Any thread. */

@@ -24,6 +24,7 @@
 #include "transport/c2s.h"
 #include "transport/component.h"
 #include "transport/s2s.h"
+#include "xml/parser.h"
 #include "xmpp/module.h"
 #include "xmpp/router.h"
 #include "xmpp/session.h"
@@ -444,5 +445,6 @@ out_free:
     uv_loop_close(srv->loop);
     free_server(srv);
     st_free(srv);
+    st_xml_parser_pool_drain();
     return rc;
 }
