@@ -44,6 +44,13 @@ static int reserve(struct st_buf *b, size_t extra)
     return 0;
 }
 
+char *st_buf_space(struct st_buf *b, size_t n)
+{
+    if (reserve(b, n))
+        return NULL;
+    return b->data + b->len;
+}
+
 int st_buf_append_slow(struct st_buf *b, const void *data, size_t n)
 {
     int rc = reserve(b, n);

@@ -41,6 +41,16 @@ static inline int st_buf_puts(struct st_buf *b, const char *s)
 {
     return st_buf_append(b, s, strlen(s));
 }
+/* Makes room for n more bytes and returns where they go: the caller writes at most n there and
+ * then calls st_buf_commit with the count written. NULL (nothing changed) when n more bytes
+ * would pass the maximum. For writers that know a bound but not the exact size. */
+char *st_buf_space(struct st_buf *b, size_t n);
+/* Adds the n bytes written at st_buf_space's pointer. */
+static inline void st_buf_commit(struct st_buf *b, size_t n)
+{
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 /* Appends formatted text. */
 int st_buf_printf(struct st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s escaped for XML character data or attribute values (&, <, >, ', "). */

@@ -207,7 +207,8 @@ static bool ns_eq(const char *a, const char *b)
 static int find_attr(const struct st_xml *x, const char *ns, const char *name)
 {
     for (unsigned i = 0; i < x->nattrs; i++)
-        if (ns_eq(x->attrs[i].ns, ns) && strcmp(x->attrs[i].name, name) == 0)
+        if (x->attrs[i].name[0] == name[0] && ns_eq(x->attrs[i].ns, ns) &&
+            strcmp(x->attrs[i].name, name) == 0)
             return (int)i;
     return -1;
 }

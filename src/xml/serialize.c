@@ -11,6 +11,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -52,6 +53,41 @@ static size_t next_special(const char *s, size_t i, size_t n, unsigned char mask
     return n;
 }
 
+static const char *reference(char c)
+{
+    switch (c) {
+    case '&': return "&amp;";
+    case '<': return "&lt;";
+    case '>': return "&gt;";
+    case '\'': return "&apos;";
+    case '"': return "&quot;";
+    case '\r': return "&#13;";
+    case '\n': return "&#10;";
+    default: return "&#9;";
+    }
+}
+
+/* The longest reference above: the bound on how much escaping can grow a string. */
+#define REF_MAX 6
+
+/* Writes s[0..n) escaped at w, which has room for REF_MAX * n bytes; returns the end. */
+static char *escape_into(char *w, const char *s, size_t n, unsigned char mask)
+{
+    size_t i = 0;
+    for (;;) {
+        size_t j = next_special(s, i, n, mask);
+        memcpy(w, s + i, j - i);
+        w += j - i;
+        if (j >= n)
+            return w;
+        const char *rep = reference(s[j]);
+        size_t rl = strlen(rep);
+        memcpy(w, rep, rl);
+        w += rl;
+        i = j + 1;
+    }
+}
+
 int st_xml_put_escaped(struct st_buf *out, const char *s, size_t n, bool in_attr)
 {
     size_t start = 0;
@@ -61,17 +97,7 @@ int st_xml_put_escaped(struct st_buf *out, const char *s, size_t n, bool in_attr
         i = next_special(s, i, n, mask);
         if (i >= n)
             break;
-        const char *rep;
-        switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '\'': rep = "&apos;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\r': rep = "&#13;"; break;
-        case '\n': rep = "&#10;"; break;
-        default: rep = "&#9;"; break;
-        }
+        const char *rep = reference(s[i]);
         rc = st_buf_append(out, s + start, i - start);
         if (!rc)
             rc = st_buf_puts(out, rep);
@@ -144,10 +170,26 @@ static int put_open_tag(struct st_buf *out, const struct st_xml *x, const char *
         const struct st_xml_attr *a = &x->attrs[i];
         if (is_xmlns_attr(a))
             continue;
-        if (!a->ns) {
-            rc = put3(out, " ", a->name, "='");
-        } else if (strcmp(a->ns, ST_NS_XML) == 0) {
-            rc = put3(out, " xml:", a->name, "='");
+        if (!a->ns || strcmp(a->ns, ST_NS_XML) == 0) {
+            /* The common case written in one go: one bound check instead of one per piece. */
+            const char *pre = a->ns ? " xml:" : " ";
+            size_t pl = a->ns ? 5 : 1, nl = strlen(a->name), vl = strlen(a->value);
+            char *w = vl < SIZE_MAX / (2 * REF_MAX) ? st_buf_space(out, pl + nl + 3 + REF_MAX * vl)
+                                                    : NULL;
+            if (w) {
+                char *e = w;
+                memcpy(e, pre, pl);
+                e += pl;
+                memcpy(e, a->name, nl);
+                e += nl;
+                *e++ = '=';
+                *e++ = '\'';
+                e = escape_into(e, a->value, vl, 3);
+                *e++ = '\'';
+                st_buf_commit(out, (size_t)(e - w));
+                continue;
+            }
+            rc = put3(out, pre, a->name, "='"); /* at the maximum: fails where it must */
         } else {
             bool first;
             unsigned k = foreign_prefix(x, i, &first);

@@ -338,24 +338,59 @@ static void assemble(struct st_jid *out, const char *l, size_t nl, const char *d
     out->resource = r ? put_part(&p, r, nr) : NULL;
 }
 
+/* Whether s[0..n) is already what the pure-ASCII path of the part's PRECIS profile gives:
+ * resourceparts (OpaqueString) 0x20-0x7E unchanged; localparts (UsernameCaseMapped)
+ * 0x21-0x7E without uppercase (which it lowercases) and RFC 7622 §3.3.1's eight. */
+static bool canonical_ascii(const char *s, size_t n, bool local)
+{
+    if (n == 0 || n > ST_JID_PART_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7E)
+            return false;
+        if (!local)
+            continue;
+        if (c >= 'A' && c <= 'Z')
+            return false;
+        switch (c) {
+        case ' ': case '"': case '&': case '\'': case '/': case ':': case '<': case '>': case '@':
+            return false;
+        default:
+            break;
+        }
+    }
+    return true;
+}
+
 static int build(const char *l, size_t ll, const char *d, size_t dl, const char *r, size_t rl,
                  struct st_jid *out)
 {
     memset(out, 0, sizeof *out);
     char *lp = NULL, *dp = NULL, *rp = NULL;
     int rc = ST_EINVAL;
-    if (l && prep_local(l, ll, 0, &lp))
-        goto done;
+    /* JIDs in routed stanzas are nearly always canonical already: then no preparation (and no
+     * allocation) is needed, as preparing would return them unchanged. */
+    if (l && !canonical_ascii(l, ll, true)) {
+        if (prep_local(l, ll, 0, &lp))
+            goto done;
+        l = lp;
+        ll = strlen(lp);
+    }
     if (!canonical_ascii_domain(d, dl)) {
         if (prep_domain(d, dl, true, &dp))
             goto done;
         d = dp;
         dl = strlen(dp);
     }
-    if (r && prep_resource(r, rl, 0, &rp))
-        goto done;
+    if (r && !canonical_ascii(r, rl, false)) {
+        if (prep_resource(r, rl, 0, &rp))
+            goto done;
+        r = rp;
+        rl = strlen(rp);
+    }
     /* One allocation: JIDs are built for every routed stanza. */
-    assemble(out, lp, lp ? strlen(lp) : 0, d, dl, rp, rp ? strlen(rp) : 0);
+    assemble(out, l, ll, d, dl, r, rl);
     rc = 0;
 done:
     st_free(lp);
