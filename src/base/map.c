@@ -1,5 +1,7 @@
 /* String-keyed hash map (see map.h). Word-at-a-time multiplicative hashing; doubles at load
- * 1. */
+ * 1, and shrinks to load 1/2 once fewer than a quarter of the buckets are used (at the next
+ * insert or on st_map_shrink), so a map that once held a crowd does not keep its bucket
+ * array. */
 #include "base/map.h"
 #include "base/mem.h"
 
@@ -68,9 +70,11 @@ void *st_map_get(const struct st_map *m, const char *key)
     return pp && *pp ? (*pp)->value : NULL;
 }
 
-static void grow(struct st_map *m)
+#define MIN_BUCKETS 8
+
+/* Rehashes every entry into n buckets (a power of two). */
+static void resize(struct st_map *m, size_t n)
 {
-    size_t n = m->nbuckets ? m->nbuckets * 2 : 8;
     struct st_map_entry **b = st_calloc(n, sizeof *b);
     for (size_t i = 0; i < m->nbuckets; i++) {
         struct st_map_entry *e = m->buckets[i];
@@ -86,6 +90,22 @@ static void grow(struct st_map *m)
     m->nbuckets = n;
 }
 
+/* Bucket count for count entries at load 1/2 (never below MIN_BUCKETS). */
+static size_t fit(size_t count)
+{
+    size_t n = MIN_BUCKETS;
+    while (n < count * 2)
+        n *= 2;
+    return n;
+}
+
+void st_map_shrink(struct st_map *m)
+{
+    /* Why: bucket arrays only grew, so a map sized for a login storm stayed that size. */
+    if (m->nbuckets > MIN_BUCKETS && m->count < m->nbuckets / 4)
+        resize(m, fit(m->count));
+}
+
 void *st_map_set(struct st_map *m, const char *key, void *value)
 {
     size_t h = hash_str(key);
@@ -96,7 +116,9 @@ void *st_map_set(struct st_map *m, const char *key, void *value)
         return old;
     }
     if (m->count + 1 > m->nbuckets)
-        grow(m);
+        resize(m, m->nbuckets ? m->nbuckets * 2 : MIN_BUCKETS);
+    else
+        st_map_shrink(m); /* inserting is never allowed while iterating: a safe point */
     size_t klen = strlen(key);
     struct st_map_entry *e = st_malloc(sizeof *e + klen + 1);
     memcpy(e->key, key, klen + 1);

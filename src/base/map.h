@@ -26,8 +26,12 @@ void st_map_free(struct st_map *m);
 void *st_map_get(const struct st_map *m, const char *key);
 /* Stores value under key, replacing any previous value; returns the previous value or NULL. */
 void *st_map_set(struct st_map *m, const char *key, void *value);
-/* Removes key; returns its value or NULL. */
+/* Removes key; returns its value or NULL. Never resizes (deleting during iteration is
+ * allowed, see below); an emptied map shrinks at the next insert or st_map_shrink. */
 void *st_map_del(struct st_map *m, const char *key);
+/* Gives back bucket memory when fewer than a quarter of the buckets are in use (rehashing to
+ * load 1/2). Must not be called while iterating over m. */
+void st_map_shrink(struct st_map *m);
 
 /* Iteration: for (it = st_map_first(m); it; it = st_map_next(m, it)).
  * The map must not be modified while iterating except by st_map_del of the current entry's

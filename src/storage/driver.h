@@ -59,6 +59,9 @@ struct st__storage_driver {
      * returns 0, or an error when nothing of the batch was committed. */
     int (*batch_begin)(void *db);
     int (*batch_end)(void *db);
+    /* Optional (NULL when the driver keeps no cache): frees cache memory not needed to
+     * answer the next call. */
+    void (*release_memory)(void *db);
 };
 
 extern const struct st__storage_driver st__sqlite_driver;

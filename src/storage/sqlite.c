@@ -24,6 +24,7 @@
 
 #define LOGCTX "storage"
 #define BUSY_TIMEOUT_MS 10000
+#define ST_SQLITE_CACHE_KIB "512"
 
 enum stmt_id {
     S_KV_GET,
@@ -383,6 +384,9 @@ static int sq_open(const char *path, void **out, char **err)
     if (wal) {
         st_free(pragma(d->db, "PRAGMA synchronous=FULL"));
         st_free(pragma(d->db, "PRAGMA foreign_keys=ON"));
+        /* Why 512 KiB, not SQLite's 2 MiB: the hot interior B-tree pages fit, per-user rows are
+         * read about once per login, and the kernel's page cache holds the file anyway. */
+        st_free(pragma(d->db, "PRAGMA cache_size=-" ST_SQLITE_CACHE_KIB));
         sync = pragma(d->db, "PRAGMA synchronous");
         fk = pragma(d->db, "PRAGMA foreign_keys");
     }
@@ -750,6 +754,12 @@ static int sq_archive_count(void *db, const char *h, const char *u, const char *
     return ret;
 }
 
+static void sq_release_memory(void *db)
+{
+    struct sq_db *d = db;
+    sqlite3_db_release_memory(d->db);
+}
+
 const struct st__storage_driver st__sqlite_driver = {
     .name = "sqlite",
     .open = sq_open,
@@ -766,4 +776,5 @@ const struct st__storage_driver st__sqlite_driver = {
     .archive_count = sq_archive_count,
     .batch_begin = sq_batch_begin,
     .batch_end = sq_batch_end,
+    .release_memory = sq_release_memory,
 };

@@ -29,6 +29,7 @@ enum op_kind {
     OP_AR_QUERY,
     OP_AR_DELETE,
     OP_AR_COUNT,
+    OP_RELEASE,
 };
 
 struct st_op {
@@ -221,6 +222,11 @@ static void exec_op(struct st_storage *st, struct st_op *op)
         op->rc = d->archive_count(st->db, op->host, op->user, op->store, &count);
         if (!op->rc)
             op->rc = count > INT32_MAX ? INT32_MAX : (int)count;
+        break;
+    case OP_RELEASE:
+        if (d->release_memory)
+            d->release_memory(st->db);
+        op->rc = 0;
         break;
     }
 }
@@ -515,6 +521,18 @@ static void submit(struct st_storage *st, struct st_op *op)
     st->pend_tail = op;
     uv_cond_signal(&st->cond);
     uv_mutex_unlock(&st->mu);
+}
+
+int st_storage_release_memory(struct st_storage *st, st_storage_done_cb cb, void *ud)
+{
+    int rc = submit_check(st);
+    if (rc)
+        return rc;
+    /* On the worker, in order: the driver's cache belongs to the worker's connection. */
+    struct st_op *op = op_new(OP_RELEASE, NULL, NULL, NULL, ud);
+    op->cb.done = cb;
+    submit(st, op);
+    return 0;
 }
 
 int st_kv_get(struct st_storage *st, const char *host, const char *user, const char *store,

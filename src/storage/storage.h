@@ -32,6 +32,11 @@ void st_storage_close(struct st_storage *st);
 typedef void (*st_storage_get_cb)(void *ud, int rc, const void *data, size_t len);
 typedef void (*st_storage_done_cb)(void *ud, int rc);
 
+/* Frees the driver's cache memory (SQLite's page cache) that is not needed right now, after
+ * the operations queued before it; cb gets 0. For the server after many sessions have left,
+ * so the cache of their lookups does not stay resident. */
+int st_storage_release_memory(struct st_storage *st, st_storage_done_cb cb, void *ud);
+
 /* ---- keyval: (host, user, store) -> bytes ---- */
 int st_kv_get(struct st_storage *st, const char *host, const char *user, const char *store,
               st_storage_get_cb cb, void *ud);

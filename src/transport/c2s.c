@@ -610,6 +610,8 @@ static struct c2s *c2s_new(struct st_server *srv, struct st_conn *conn, bool sec
     c->timer->data = c;
     uv_timer_start(c->timer, on_negotiation_timeout, srv->settings.c2s.negotiation_timeout, 0);
     st_map_set(&srv->sessions_all, c->sess.id, &c->sess);
+    if (srv->sessions_all.count > srv->sessions_peak)
+        srv->sessions_peak = srv->sessions_all.count;
     return c;
 }
 

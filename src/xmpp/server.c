@@ -32,6 +32,7 @@
 #define SHUTDOWN_GRACE_MS 4000
 #define HOUSEKEEPING_MS 1000
 #define TRIM_AFTER_SESSIONS_GONE 256
+#define TRIM_MAX_WAIT_TICKS 10
 
 struct st_host *st_server_host(struct st_server *srv, const char *domain)
 {
@@ -163,18 +164,41 @@ static int open_listeners(struct st_server *srv)
 
 /* ---- housekeeping ---- */
 
+static void on_cache_released(void *ud, int rc)
+{
+    struct st_server *srv = ud;
+    (void)rc;
+    srv->trim_pending = false;
+    malloc_trim(0); /* after the storage cache went back to its thread's arena */
+}
+
 /* Once a second: after many sessions have gone, hand the freed heap back to the system
  * (glibc keeps it otherwise, and RSS would stay at its peak after a login storm). */
 static void on_housekeeping(uv_timer_t *t)
 {
     struct st_server *srv = t->data;
     size_t n = srv->sessions_all.count;
+    bool falling = n < srv->sessions_last;
+    srv->sessions_last = n;
     if (n > srv->sessions_peak)
         srv->sessions_peak = n;
-    if (srv->sessions_peak - n >= TRIM_AFTER_SESSIONS_GONE) {
+    if (srv->sessions_peak - n < TRIM_AFTER_SESSIONS_GONE || srv->trim_pending)
+        return;
+    /* Why wait: what the rest of a departing wave frees after a trim would stay resident. */
+    if (falling && ++srv->trim_waited < TRIM_MAX_WAIT_TICKS)
+        return;
+    srv->trim_waited = 0;
+    srv->sessions_peak = n;
+    st_map_shrink(&srv->sessions_all);
+    st_map_shrink(&srv->pending_iq);
+    for (struct st_map_entry *e = st_map_first(&srv->hosts); e; e = st_map_next(&srv->hosts, e))
+        st_map_shrink(&((struct st_host *)e->value)->accounts);
+    /* Why the storage first: SQLite's page cache of the departed users' lookups is the largest
+     * part of what stays, and it lives in the storage thread's arena. */
+    if (srv->storage && st_storage_release_memory(srv->storage, on_cache_released, srv) == 0)
+        srv->trim_pending = true;
+    else
         malloc_trim(0);
-        srv->sessions_peak = n;
-    }
 }
 
 /* ---- shutdown ---- */

@@ -68,7 +68,11 @@ struct st_server {
     uv_timer_t shutdown_timer;
     uv_timer_t idle_timer;
     uv_timer_t housekeeping;    /* once a second: heap trimming after sessions leave */
-    size_t sessions_peak;       /* streams at the last trim, or the most since */
+    size_t sessions_peak;       /* streams at the last trim, or the most since (updated as
+                                   streams open: a storm between two ticks still counts) */
+    size_t sessions_last;       /* streams at the last housekeeping tick */
+    unsigned trim_waited;       /* ticks a due trim waited for departures to end */
+    bool trim_pending;          /* storage is releasing its cache; the trim follows */
     struct st_buf scratch;      /* serialisation buffer reused for every outgoing stanza */
     int exit_code;
 };

@@ -59,6 +59,45 @@ static void map_set_get_del(void **state)
     st_map_free(&m);
 }
 
+/* Bucket arrays give memory back once most entries are gone, and deleting while iterating
+ * (after fetching the next entry) still visits every entry exactly once. */
+static void map_shrinks_after_deletes(void **state)
+{
+    (void)state;
+    struct st_map m;
+    st_map_init(&m);
+    char keys[1000][8];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        assert_null(st_map_set(&m, keys[i], keys[i]));
+    }
+    assert_int_equal(m.nbuckets, 1024);
+    size_t seen = 0;
+    for (struct st_map_entry *e = st_map_first(&m), *next; e; e = next) {
+        next = st_map_next(&m, e);
+        seen++;
+        if (strcmp(e->key, "k7") != 0)
+            assert_non_null(st_map_del(&m, e->key));
+    }
+    assert_int_equal(seen, 1000);
+    assert_int_equal(m.count, 1);
+    assert_int_equal(m.nbuckets, 1024); /* deleting never resizes */
+    st_map_shrink(&m);
+    assert_int_equal(m.nbuckets, 8);
+    assert_ptr_equal(st_map_get(&m, "k7"), keys[7]);
+    for (int i = 0; i < 600; i++)
+        st_map_set(&m, keys[i], keys[i]);
+    assert_int_equal(m.nbuckets, 1024);
+    for (int i = 0; i < 590; i++)
+        st_map_del(&m, keys[i]);
+    assert_null(st_map_set(&m, "new", keys[0])); /* an insert shrinks too */
+    assert_int_equal(m.count, 11);
+    assert_int_equal(m.nbuckets, 32);
+    for (int i = 590; i < 600; i++)
+        assert_ptr_equal(st_map_get(&m, keys[i]), keys[i]);
+    st_map_free(&m);
+}
+
 static void rand_id_has_enough_bits(void **state)
 {
     (void)state;
@@ -76,6 +115,7 @@ int main(void)
         cmocka_unit_test(buf_respects_max),
         cmocka_unit_test(buf_escapes_xml),
         cmocka_unit_test(map_set_get_del),
+        cmocka_unit_test(map_shrinks_after_deletes),
         cmocka_unit_test(rand_id_has_enough_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
