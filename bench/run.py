@@ -745,6 +745,7 @@ class Runner:
         res = {"logins_per_s": lg["rate"], "login_p50_ms": lg["p50_ms"],
                "login_p99_ms": lg["p99_ms"], "login_max_ms": lg["max_ms"],
                "cpu_ms_per_login": lg["server_cpu_s"] * 1000 / p["n"],
+               "client_busy_pct": lg["client_cpu_s"] * 100 / lg["seconds"] if lg["seconds"] else 0,
                "client_pbkdf2": lg["pbkdf2_runs"], "tls": r["tls_info"]}
         if p.get("pbkdf2_floor"):
             # Threads that did a real share (>= 10%) of the server's CPU in the storm: a worker
@@ -798,6 +799,7 @@ METRICS = {  # metric -> (label, better: "low"/"high", format)
     "login_p50_ms": ("login p50, ms", "low", "{:.1f}"),
     "login_p99_ms": ("login p99, ms", "low", "{:.1f}"),
     "cpu_ms_per_login": ("server CPU ms per login", "low", "{:.2f}"),
+    "client_busy_pct": ("load generator CPU, % of its one core", "low", "{:.0f}"),
     "pbkdf2_ms": (f"CPU ms per PBKDF2 ({PBKDF2_ITERATIONS} iterations, this run)", "low",
                   "{:.2f}"),
     "pbkdf2_floor": ("PBKDF2 floor: 2 cores / CPU per PBKDF2, logins/s", "high", "{:.0f}"),
