@@ -20,6 +20,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -568,6 +569,14 @@ void st_conn_resume(struct st_conn *c)
 {
     c->paused = 0;
     st_conn__start(c);
+}
+
+void st_conn_describe(const struct st_conn *c, char *out, size_t n)
+{
+    snprintf(out, n, "tls=%s reading=%u paused=%u writing=%u out=%zu inflight=%zu hold=%zu",
+             !c->ssl ? "none" : c->hs_done ? "up" : "handshaking", (unsigned)c->reading,
+             (unsigned)c->paused, (unsigned)c->writing, c->out.len, c->inflight.len,
+             c->hold.len);
 }
 
 const char *st_conn_peer(const struct st_conn *c)

@@ -571,6 +571,14 @@ void st_c2s_async_done(struct c2s *c)
 static void on_negotiation_timeout(uv_timer_t *t)
 {
     struct c2s *c = t->data;
+    /* Why the detail: a client that stalls mid-negotiation is either slow or stuck, and
+     * which one (and where) is not visible from the stream error alone. */
+    char io[160] = "no connection";
+    if (c->conn)
+        st_conn_describe(c->conn, io, sizeof io);
+    st_log_info(c->sess.id, "negotiation deadline passed: stream %s, %s, %u job(s) pending; %s",
+                c->stream_open ? "open" : "not open",
+                c->sess.username ? "authenticated" : "not authenticated", c->pending, io);
     st_c2s_stream_error(c, "connection-timeout", "negotiation took too long");
 }
 

@@ -35,6 +35,12 @@ def test_negotiation_deadline(server, clients):
     assert 1.5 <= elapsed <= 5.5, f"closed after {elapsed:.1f}s, deadline is 2s"
     assert authed.expect_stream_error(timeout=3) == "connection-timeout"
     bound.assert_alive()
+    # The operator learns where each stream stood when its deadline passed.
+    log = server.log_text()
+    assert "negotiation deadline passed: stream open, not authenticated, 0 job(s) pending; " \
+        "tls=none" in log, server.log_tail()
+    assert "negotiation deadline passed: stream open, authenticated, 0 job(s) pending; " \
+        "tls=up" in log, server.log_tail()
 
 
 def test_sasl_attempts_exhausted(server, clients):
