@@ -141,10 +141,12 @@ static void note_error(struct sess *s, enum err_kind k, const char *detail, size
     G.errs[k]++;
     if (!G.first_error[0]) {
         int n = (int)(dlen > 200 ? 200 : dlen);
-        static const char *const states[] = {"new", "connecting", "features", "proceed",
-                                             "tls-handshake", "features-after-tls", "sasl",
-                                             "features-after-sasl", "bind", "raw-hello",
-                                             "ready", "dead"};
+        static const char *const states[] = {
+            [S_NEW] = "new", [S_CONNECTING] = "connecting", [S_FEAT1] = "features",
+            [S_PROCEED] = "proceed", [S_TLSHS] = "tls-handshake",
+            [S_FEAT2] = "features-after-tls", [S_SASL] = "sasl",
+            [S_FEAT3] = "features-after-sasl", [S_BIND] = "bind",
+            [S_RAW_HELLO] = "raw-hello", [S_READY] = "ready", [S_DEAD] = "dead"};
         snprintf(G.first_error, sizeof G.first_error, "%s (session %ld, in %s): %.*s",
                  err_names[k], s ? (long)(s - G.s) + (long)G.o.first : -1L,
                  s ? states[s->st] : "-", n, detail ? detail : "");

@@ -36,18 +36,10 @@ static char *vformat_error(const char *file, unsigned line, const char *fmt, va_
         st_buf_printf(&b, "%s:%u: ", file ? file : "<config>", line);
     else
         st_buf_printf(&b, "%s: ", file ? file : "<config>");
-    va_list cp;
-    va_copy(cp, ap);
-    int n = vsnprintf(NULL, 0, fmt, cp);
-    va_end(cp);
-    if (n >= 0) {
-        char *msg = st_malloc((size_t)n + 1);
-        vsnprintf(msg, (size_t)n + 1, fmt, ap);
-        /* A message longer than the bound is cut rather than lost. */
-        if (st_buf_puts(&b, msg) != 0)
-            st_buf_append(&b, msg, b.max - b.len);
-        st_free(msg);
-    }
+    /* A message longer than the bound is cut rather than lost. */
+    char msg[CFG_ERR_MAX + 1];
+    if (vsnprintf(msg, sizeof msg, fmt, ap) >= 0 && st_buf_puts(&b, msg) != 0)
+        st_buf_append(&b, msg, b.max - b.len);
     return st_buf_take(&b);
 }
 
@@ -60,8 +52,7 @@ char *st_cfg_errorf(const char *file, unsigned line, const char *fmt, ...)
     return s;
 }
 
-__attribute__((format(printf, 4, 5))) static int set_err(char **err, const char *file,
-                                                         unsigned line, const char *fmt, ...)
+int st_cfg_fail(char **err, const char *file, unsigned line, const char *fmt, ...)
 {
     if (err && !*err) {
         va_list ap;
@@ -124,7 +115,7 @@ static int next_event(struct parse_ctx *c, yaml_event_t *ev)
     if (yaml_parser_parse(&c->parser, ev))
         return 0;
     const char *problem = c->parser.problem ? c->parser.problem : "cannot parse YAML";
-    return set_err(c->err, c->file, mark_line(c->parser.problem_mark), "%s", problem);
+    return st_cfg_fail(c->err, c->file, mark_line(c->parser.problem_mark), "%s", problem);
 }
 
 /* Anchors, aliases and tags are refused: aliases allow size blow-ups ("billion laughs") and
@@ -134,11 +125,11 @@ static int check_props(struct parse_ctx *c, const yaml_event_t *ev, const yaml_c
 {
     unsigned line = mark_line(ev->start_mark);
     if (anchor)
-        return set_err(c->err, c->file, line, "YAML anchors (&%s) are not supported",
-                       (const char *)anchor);
+        return st_cfg_fail(c->err, c->file, line, "YAML anchors (&%s) are not supported",
+                           (const char *)anchor);
     if (tag)
-        return set_err(c->err, c->file, line, "YAML tags (%s) are not supported",
-                       (const char *)tag);
+        return st_cfg_fail(c->err, c->file, line, "YAML tags (%s) are not supported",
+                           (const char *)tag);
     return 0;
 }
 
@@ -199,15 +190,15 @@ static int parse_map(struct parse_ctx *c, struct st_cfg_node *map, int depth)
         unsigned line = mark_line(ev.start_mark);
         if (ev.type == YAML_ALIAS_EVENT) {
             yaml_event_delete(&ev);
-            return set_err(c->err, c->file, line, "YAML aliases are not supported");
+            return st_cfg_fail(c->err, c->file, line, "YAML aliases are not supported");
         }
         if (ev.type != YAML_SCALAR_EVENT) {
             yaml_event_delete(&ev);
-            return set_err(c->err, c->file, line, "map keys must be plain strings");
+            return st_cfg_fail(c->err, c->file, line, "map keys must be plain strings");
         }
         rc = check_props(c, &ev, ev.data.scalar.anchor, ev.data.scalar.tag);
         if (!rc && memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
-            rc = set_err(c->err, c->file, line, "NUL characters are not allowed");
+            rc = st_cfg_fail(c->err, c->file, line, "NUL characters are not allowed");
         if (rc) {
             yaml_event_delete(&ev);
             return rc;
@@ -216,7 +207,7 @@ static int parse_map(struct parse_ctx *c, struct st_cfg_node *map, int depth)
         yaml_event_delete(&ev);
         for (struct st_cfg_node *s = map->child; s; s = s->next) {
             if (strcmp(s->key, key) == 0) {
-                rc = set_err(c->err, c->file, line, "duplicate key '%s'", key);
+                rc = st_cfg_fail(c->err, c->file, line, "duplicate key '%s'", key);
                 st_free(key);
                 return rc;
             }
@@ -247,7 +238,7 @@ static int parse_node(struct parse_ctx *c, yaml_event_t *ev, int depth,
     unsigned line = mark_line(ev->start_mark);
     int rc = 0;
     if (depth > CFG_MAX_DEPTH) {
-        rc = set_err(c->err, c->file, line, "nesting deeper than %d levels", CFG_MAX_DEPTH);
+        rc = st_cfg_fail(c->err, c->file, line, "nesting deeper than %d levels", CFG_MAX_DEPTH);
         yaml_event_delete(ev);
         return rc;
     }
@@ -259,7 +250,7 @@ static int parse_node(struct parse_ctx *c, yaml_event_t *ev, int depth,
         if (rc)
             break;
         if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
-            rc = set_err(c->err, c->file, line, "NUL characters are not allowed");
+            rc = st_cfg_fail(c->err, c->file, line, "NUL characters are not allowed");
             break;
         }
         if (is_plain_null(ev)) {
@@ -288,10 +279,10 @@ static int parse_node(struct parse_ctx *c, yaml_event_t *ev, int depth,
         }
         break;
     case YAML_ALIAS_EVENT:
-        rc = set_err(c->err, c->file, line, "YAML aliases are not supported");
+        rc = st_cfg_fail(c->err, c->file, line, "YAML aliases are not supported");
         break;
     default:
-        rc = set_err(c->err, c->file, line, "unexpected YAML structure");
+        rc = st_cfg_fail(c->err, c->file, line, "unexpected YAML structure");
         break;
     }
     if (ev)
@@ -332,7 +323,7 @@ static int parse_stream(struct parse_ctx *c, struct st_cfg_node **root)
         node_free(n);
         n = NULL;
     } else if (n->type != ST_CFG_MAP) {
-        rc = set_err(c->err, c->file, n->line, "the top level must be a map of options");
+        rc = st_cfg_fail(c->err, c->file, n->line, "the top level must be a map of options");
         node_free(n);
         return rc;
     }
@@ -344,8 +335,8 @@ static int parse_stream(struct parse_ctx *c, struct st_cfg_node **root)
     if (rc)
         goto fail;
     if (ev.type != YAML_STREAM_END_EVENT) {
-        rc = set_err(c->err, c->file, mark_line(ev.start_mark),
-                     "only one YAML document is allowed");
+        rc = st_cfg_fail(c->err, c->file, mark_line(ev.start_mark),
+                         "only one YAML document is allowed");
         yaml_event_delete(&ev);
         goto fail;
     }
@@ -364,7 +355,7 @@ int st_cfg_parse(const char *file, const char *text, size_t len, struct st_cfg_d
     doc->root = NULL;
     struct parse_ctx c = {.file = file ? file : "<config>", .err = err};
     if (!yaml_parser_initialize(&c.parser))
-        return set_err(err, c.file, 0, "cannot initialise the YAML parser");
+        return st_cfg_fail(err, c.file, 0, "cannot initialise the YAML parser");
     yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
     yaml_parser_set_encoding(&c.parser, YAML_UTF8_ENCODING);
     struct st_cfg_node *root = NULL;
@@ -383,7 +374,7 @@ int st_cfg_load(const char *path, struct st_cfg_doc *doc, char **err)
     doc->root = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return set_err(err, path, 0, "%s", strerror(errno));
+        return st_cfg_fail(err, path, 0, "%s", strerror(errno));
     struct st_buf b;
     st_buf_init(&b, CFG_MAX_FILE);
     char chunk[8192];
@@ -393,12 +384,12 @@ int st_cfg_load(const char *path, struct st_cfg_doc *doc, char **err)
         if (n == 0)
             break;
         if (st_buf_append(&b, chunk, n) != 0) {
-            rc = set_err(err, path, 0, "file larger than %u bytes", CFG_MAX_FILE);
+            rc = st_cfg_fail(err, path, 0, "file larger than %u bytes", CFG_MAX_FILE);
             break;
         }
     }
     if (!rc && ferror(f))
-        rc = set_err(err, path, 0, "read error");
+        rc = st_cfg_fail(err, path, 0, "read error");
     fclose(f);
     if (!rc)
         rc = st_cfg_parse(path, b.data ? b.data : "", b.len, doc, err);
@@ -505,31 +496,31 @@ static int parse_int(const char *s, int64_t *out)
     return 0;
 }
 
-/* Formats a byte count or milliseconds in the largest exact unit, as an operator writes it. */
-static void fmt_size(char *out, size_t n, uint64_t v)
+/* Writes v in the largest of the units (mult[i], largest first) that divides it exactly, as
+ * an operator writes it; else the plain number followed by plain_suffix. */
+static void fmt_units(char *out, size_t n, uint64_t v, const char *const *units,
+                      const uint64_t *mult, size_t count, const char *plain_suffix)
 {
-    static const char *const units[] = {"TiB", "GiB", "MiB", "KiB"};
-    static const unsigned shift[] = {40, 30, 20, 10};
-    for (size_t i = 0; i < 4; i++) {
-        if (v && v % (1ull << shift[i]) == 0) {
-            snprintf(out, n, "%" PRIu64 "%s", v >> shift[i], units[i]);
+    for (size_t i = 0; i < count; i++) {
+        if (v && v % mult[i] == 0) {
+            snprintf(out, n, "%" PRIu64 "%s", v / mult[i], units[i]);
             return;
         }
     }
-    snprintf(out, n, "%" PRIu64, v);
+    snprintf(out, n, "%" PRIu64 "%s", v, plain_suffix);
 }
 
-static void fmt_duration(char *out, size_t n, uint64_t ms)
+/* Formats a bound of a SIZE (bytes) or DURATION (milliseconds) option. */
+static void fmt_bound(const struct st_option *o, int64_t v, char *out, size_t n)
 {
-    static const char *const units[] = {"d", "h", "m", "s"};
-    static const uint64_t mult[] = {86400000, 3600000, 60000, 1000};
-    for (size_t i = 0; i < 4; i++) {
-        if (ms && ms % mult[i] == 0) {
-            snprintf(out, n, "%" PRIu64 "%s", ms / mult[i], units[i]);
-            return;
-        }
-    }
-    snprintf(out, n, "%" PRIu64 "ms", ms);
+    static const char *const size_units[] = {"TiB", "GiB", "MiB", "KiB"};
+    static const uint64_t size_mult[] = {1ull << 40, 1ull << 30, 1ull << 20, 1ull << 10};
+    static const char *const time_units[] = {"d", "h", "m", "s"};
+    static const uint64_t time_mult[] = {86400000, 3600000, 60000, 1000};
+    if (o->type == ST_OPT_SIZE)
+        fmt_units(out, n, (uint64_t)v, size_units, size_mult, 4, "");
+    else
+        fmt_units(out, n, (uint64_t)v, time_units, time_mult, 4, "ms");
 }
 
 /* ---- option tables ---- */
@@ -579,7 +570,7 @@ void st_opt_free(const struct st_option *table, void *target)
     }
 }
 
-static char *join_path(const char *prefix, const char *name)
+char *st_cfg_join_path(const char *prefix, const char *name)
 {
     if (!prefix || !*prefix)
         return st_strdup(name);
@@ -591,6 +582,21 @@ static char *join_path(const char *prefix, const char *name)
     return s;
 }
 
+static bool out_of_range(const struct st_option *o, uint64_t v)
+{
+    return bounded(o) && (v < (uint64_t)o->min || v > (uint64_t)o->max);
+}
+
+/* The error for a SIZE or DURATION value outside [min,max], bounds written in their units. */
+static int range_error(const struct st_option *o, const char *file, unsigned line, const char *path,
+                       char **err)
+{
+    char lo[32], hi[32];
+    fmt_bound(o, o->min, lo, sizeof lo);
+    fmt_bound(o, o->max, hi, sizeof hi);
+    return st_cfg_fail(err, file, line, "'%s' must be between %s and %s", path, lo, hi);
+}
+
 /* Binds one value node onto the field of option o; path names it in messages. */
 static int bind_table(const struct st_option *table, const struct st_cfg_node *map,
                       const char *file, const char *prefix, char *base, char **err);
@@ -600,52 +606,45 @@ static int bind_value(const struct st_option *o, const struct st_cfg_node *n, co
 {
     bool scalar = n->type == ST_CFG_SCALAR;
     const char *v = n->value;
-    char lo[32], hi[32];
     switch (o->type) {
     case ST_OPT_BOOL: {
         bool b;
         if (!scalar || parse_bool(v, &b) != 0)
-            return set_err(err, file, n->line, "'%s' must be true or false", path);
+            return st_cfg_fail(err, file, n->line, "'%s' must be true or false", path);
         *(bool *)f = b;
         return 0;
     }
     case ST_OPT_INT: {
         int64_t i;
         if (!scalar || parse_int(v, &i) != 0)
-            return set_err(err, file, n->line, "'%s' must be an integer", path);
+            return st_cfg_fail(err, file, n->line, "'%s' must be an integer", path);
         if (bounded(o) && (i < o->min || i > o->max))
-            return set_err(err, file, n->line, "'%s' must be between %" PRId64 " and %" PRId64,
-                           path, o->min, o->max);
+            return st_cfg_fail(err, file, n->line, "'%s' must be between %" PRId64 " and %" PRId64,
+                               path, o->min, o->max);
         *(int64_t *)f = i;
         return 0;
     }
     case ST_OPT_SIZE: {
         uint64_t s;
         if (!scalar || st_parse_size(v, &s) != 0 || s > SIZE_MAX)
-            return set_err(err, file, n->line, "'%s' must be a size like 256KiB", path);
-        if (bounded(o) && (s < (uint64_t)o->min || s > (uint64_t)o->max)) {
-            fmt_size(lo, sizeof lo, (uint64_t)o->min);
-            fmt_size(hi, sizeof hi, (uint64_t)o->max);
-            return set_err(err, file, n->line, "'%s' must be between %s and %s", path, lo, hi);
-        }
+            return st_cfg_fail(err, file, n->line, "'%s' must be a size like 256KiB", path);
+        if (out_of_range(o, s))
+            return range_error(o, file, n->line, path, err);
         *(size_t *)f = (size_t)s;
         return 0;
     }
     case ST_OPT_DURATION: {
         uint64_t ms;
         if (!scalar || st_parse_duration_ms(v, &ms) != 0)
-            return set_err(err, file, n->line, "'%s' must be a duration like 60s", path);
-        if (bounded(o) && (ms < (uint64_t)o->min || ms > (uint64_t)o->max)) {
-            fmt_duration(lo, sizeof lo, (uint64_t)o->min);
-            fmt_duration(hi, sizeof hi, (uint64_t)o->max);
-            return set_err(err, file, n->line, "'%s' must be between %s and %s", path, lo, hi);
-        }
+            return st_cfg_fail(err, file, n->line, "'%s' must be a duration like 60s", path);
+        if (out_of_range(o, ms))
+            return range_error(o, file, n->line, path, err);
         *(uint64_t *)f = ms;
         return 0;
     }
     case ST_OPT_STRING:
         if (!scalar)
-            return set_err(err, file, n->line, "'%s' must be a string", path);
+            return st_cfg_fail(err, file, n->line, "'%s' must be a string", path);
         st_free(*(char **)f);
         *(char **)f = st_strdup(v);
         return 0;
@@ -660,22 +659,22 @@ static int bind_value(const struct st_option *o, const struct st_cfg_node *n, co
         st_buf_init(&b, 1024);
         for (int i = 0; o->choices[i]; i++)
             st_buf_printf(&b, "%s%s", i ? ", " : "", o->choices[i]);
-        int rc = set_err(err, file, n->line, "'%s' must be one of: %s", path,
-                         b.data ? b.data : "");
+        int rc =
+            st_cfg_fail(err, file, n->line, "'%s' must be one of: %s", path, b.data ? b.data : "");
         st_buf_free(&b);
         return rc;
     }
     case ST_OPT_STRLIST: {
         struct st_strlist *l = f;
         if (n->type == ST_CFG_MAP)
-            return set_err(err, file, n->line, "'%s' must be a list of strings", path);
+            return st_cfg_fail(err, file, n->line, "'%s' must be a list of strings", path);
         strlist_free(l);
         if (scalar) {
             strlist_push(l, v);
         } else if (n->type == ST_CFG_SEQ) {
             for (const struct st_cfg_node *c = n->child; c; c = c->next) {
                 if (c->type != ST_CFG_SCALAR)
-                    return set_err(err, file, c->line, "'%s' must be a list of strings", path);
+                    return st_cfg_fail(err, file, c->line, "'%s' must be a list of strings", path);
                 strlist_push(l, c->value);
             }
         }
@@ -685,13 +684,13 @@ static int bind_value(const struct st_option *o, const struct st_cfg_node *n, co
         if (n->type == ST_CFG_NULL)
             return 0;
         if (n->type != ST_CFG_MAP)
-            return set_err(err, file, n->line, "'%s' must be a map", path);
+            return st_cfg_fail(err, file, n->line, "'%s' must be a map", path);
         return bind_table(o->sub, n, file, path, f, err);
     case ST_OPT_RAW:
         *(const struct st_cfg_node **)f = n->type == ST_CFG_NULL ? NULL : n;
         return 0;
     }
-    return set_err(err, file, n->line, "'%s' has an unknown option type", path);
+    return st_cfg_fail(err, file, n->line, "'%s' has an unknown option type", path);
 }
 
 /* Levenshtein distance of short strings, for "did you mean" hints. */
@@ -733,14 +732,14 @@ static int unknown_option(const struct st_option *table, const struct st_cfg_nod
             best = o->name;
         }
     }
-    char *path = join_path(prefix, n->key);
+    char *path = st_cfg_join_path(prefix, n->key);
     int rc;
     if (best) {
-        char *hint = join_path(prefix, best);
-        rc = set_err(err, file, n->line, "unknown option '%s'; did you mean '%s'?", path, hint);
+        char *hint = st_cfg_join_path(prefix, best);
+        rc = st_cfg_fail(err, file, n->line, "unknown option '%s'; did you mean '%s'?", path, hint);
         st_free(hint);
     } else {
-        rc = set_err(err, file, n->line, "unknown option '%s'", path);
+        rc = st_cfg_fail(err, file, n->line, "unknown option '%s'", path);
     }
     st_free(path);
     return rc;
@@ -755,7 +754,7 @@ static int bind_table(const struct st_option *table, const struct st_cfg_node *m
             o++;
         if (!o->name)
             return unknown_option(table, c, file, prefix, err);
-        char *path = join_path(prefix, o->name);
+        char *path = st_cfg_join_path(prefix, o->name);
         int rc = bind_value(o, c, file, path, base + o->offset, err);
         st_free(path);
         if (rc)
@@ -838,8 +837,8 @@ int st_opt_bind_at(const struct st_option *table, const struct st_cfg_node *map,
         return 0;
     int rc;
     if (map->type != ST_CFG_MAP)
-        rc = set_err(err, file, map->line, "'%s' must be a map",
-                     prefix && *prefix ? prefix : "the top level");
+        rc = st_cfg_fail(err, file, map->line, "'%s' must be a map",
+                         prefix && *prefix ? prefix : "the top level");
     else
         rc = bind_table(table, map, file, prefix, target, err);
     if (rc)
@@ -881,23 +880,17 @@ static void type_text(const struct st_option *o, char *t, size_t n)
             snprintf(t, n, "integer");
         break;
     case ST_OPT_SIZE:
+    case ST_OPT_DURATION: {
+        const char *kind = o->type == ST_OPT_SIZE ? "size" : "duration";
         if (bounded(o)) {
-            fmt_size(lo, sizeof lo, (uint64_t)o->min);
-            fmt_size(hi, sizeof hi, (uint64_t)o->max);
-            snprintf(t, n, "size, %s–%s", lo, hi);
+            fmt_bound(o, o->min, lo, sizeof lo);
+            fmt_bound(o, o->max, hi, sizeof hi);
+            snprintf(t, n, "%s, %s–%s", kind, lo, hi);
         } else {
-            snprintf(t, n, "size");
+            snprintf(t, n, "%s", kind);
         }
         break;
-    case ST_OPT_DURATION:
-        if (bounded(o)) {
-            fmt_duration(lo, sizeof lo, (uint64_t)o->min);
-            fmt_duration(hi, sizeof hi, (uint64_t)o->max);
-            snprintf(t, n, "duration, %s–%s", lo, hi);
-        } else {
-            snprintf(t, n, "duration");
-        }
-        break;
+    }
     case ST_OPT_STRING:
         snprintf(t, n, "string");
         break;
@@ -927,7 +920,7 @@ int st_opt_document(const struct st_option *table, const char *prefix, struct st
     for (const struct st_option *o = table; o->name; o++) {
         char t[128];
         type_text(o, t, sizeof t);
-        char *path = join_path(prefix, o->name);
+        char *path = st_cfg_join_path(prefix, o->name);
         st_buf_puts(out, "| `");
         put_cell(out, path);
         st_buf_puts(out, "` | ");
@@ -954,7 +947,7 @@ int st_opt_document(const struct st_option *table, const char *prefix, struct st
     for (const struct st_option *o = table; !rc && o->name; o++) {
         if (o->type != ST_OPT_SECTION)
             continue;
-        char *path = join_path(prefix, o->name);
+        char *path = st_cfg_join_path(prefix, o->name);
         rc = st_opt_document(o->sub, path, out);
         st_free(path);
     }

@@ -47,6 +47,15 @@ struct st_cfg_node *st_cfg_get(const struct st_cfg_node *map, const char *key);
  * that validate a tree themselves, so every config error reads the same. Any thread. */
 char *st_cfg_errorf(const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Stores st_cfg_errorf(file, line, fmt, ...) in *err unless err is NULL or already holds a
+ * message (the first error wins), and returns ST_EINVAL, so a validator can write
+ * `return st_cfg_fail(err, file, line, "...")`. *err is a new string the caller frees. Any
+ * thread. */
+int st_cfg_fail(char **err, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Returns a new string "prefix.name", or a copy of name when prefix is NULL or empty: the
+ * dotted path that names an option in messages. */
+char *st_cfg_join_path(const char *prefix, const char *name);
 
 /* ---- option tables ---- */
 

@@ -312,6 +312,26 @@ static long find_line(const char *data, size_t pos, size_t len, size_t max)
     return (long)(n - 1);
 }
 
+/* Moves up to p->left bytes of body (all of a Content-Length body, or one chunk's data) from
+ * data[p->pos..len) into the request body, then enters state next once none are left.
+ * Returns 1 when it made progress, 0 when more input is needed, ST_EINVAL (status 413) when the
+ * body would exceed max_body_size. */
+static int take_body(struct st_http_parser *p, const char *data, size_t len,
+                     enum st_http_pstate next)
+{
+    size_t avail = len - p->pos;
+    size_t take = avail < p->left ? avail : (size_t)p->left;
+    if (take == 0)
+        return 0;
+    if (st_buf_append(&p->req.body, data + p->pos, take) != 0)
+        return fail(p, 413);
+    p->pos += take;
+    p->left -= take;
+    if (p->left == 0)
+        p->state = next;
+    return 1;
+}
+
 int st_http_parser_run(struct st_http_parser *p, const char *data, size_t len)
 {
     if (p->status)
@@ -327,16 +347,9 @@ int st_http_parser_run(struct st_http_parser *p, const char *data, size_t len)
             break;
         }
         case ST_HP_BODY: {
-            size_t avail = len - p->pos;
-            size_t take = avail < p->left ? avail : (size_t)p->left;
-            if (take == 0)
-                return 0;
-            if (st_buf_append(&p->req.body, data + p->pos, take) != 0)
-                return fail(p, 413);
-            p->pos += take;
-            p->left -= take;
-            if (p->left == 0)
-                p->state = ST_HP_DONE;
+            int rc = take_body(p, data, len, ST_HP_DONE);
+            if (rc <= 0)
+                return rc;
             break;
         }
         case ST_HP_CHUNK_SIZE: {
@@ -372,16 +385,9 @@ int st_http_parser_run(struct st_http_parser *p, const char *data, size_t len)
             break;
         }
         case ST_HP_CHUNK_DATA: {
-            size_t avail = len - p->pos;
-            size_t take = avail < p->left ? avail : (size_t)p->left;
-            if (take == 0)
-                return 0;
-            if (st_buf_append(&p->req.body, data + p->pos, take) != 0)
-                return fail(p, 413);
-            p->pos += take;
-            p->left -= take;
-            if (p->left == 0)
-                p->state = ST_HP_CHUNK_CRLF;
+            int rc = take_body(p, data, len, ST_HP_CHUNK_CRLF);
+            if (rc <= 0)
+                return rc;
             break;
         }
         case ST_HP_CHUNK_CRLF:
@@ -396,8 +402,6 @@ int st_http_parser_run(struct st_http_parser *p, const char *data, size_t len)
             long n = find_line(data, p->pos, len, MAX_TRAILER);
             if (n == -1)
                 return 0;
-            if (n == -2 && len - p->pos >= 2 && data[p->pos] == '\r' && data[p->pos + 1] == '\n')
-                n = 0;
             if (n < 0)
                 return fail(p, 400);
             p->pos += (size_t)n + 2;

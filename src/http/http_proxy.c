@@ -159,6 +159,22 @@ static bool fwd_param(const char *s, size_t n, const char *key, const char **val
     return false;
 }
 
+/* One hop of the chain, walked from the nearest proxy: the node s[0..n) becomes the client
+ * address in out (when it fits). Returns true when that node is itself a trusted proxy, so
+ * the walk goes on to the hop before it; false at the client, or at a node that is not an
+ * IP literal (obfuscated, "unknown"), where the walk stops. */
+static bool take_hop(const struct st_strlist *trusted, const char *s, size_t n, char *out,
+                     size_t outlen)
+{
+    char addr[64];
+    node_addr(s, n, addr, sizeof addr);
+    if (!addr[0])
+        return false;
+    if (strlen(addr) < outlen)
+        memcpy(out, addr, strlen(addr) + 1);
+    return trusted_addr(trusted, addr);
+}
+
 bool st_http_resolve_client(const struct st_strlist *trusted, const char *peer,
                             const struct st_http_req *r, char *out, size_t outlen, bool *https)
 {
@@ -171,7 +187,6 @@ bool st_http_resolve_client(const struct st_strlist *trusted, const char *peer,
     if (!trusted->n || !trusted_addr(trusted, peer))
         return false;
     struct elems e;
-    char addr[64];
     split_header(r, "forwarded", &e);
     if (e.count) {
         const char *v;
@@ -179,31 +194,18 @@ bool st_http_resolve_client(const struct st_strlist *trusted, const char *peer,
         if (fwd_param(e.s[e.count - 1], e.n[e.count - 1], "proto", &v, &vl))
             *https = (vl == 5 && strncasecmp(v, "https", 5) == 0) ||
                      (vl == 7 && strncasecmp(v, "\"https\"", 7) == 0);
-        for (size_t i = e.count; i-- > 0;) {
-            if (!fwd_param(e.s[i], e.n[i], "for", &v, &vl))
+        for (size_t i = e.count; i-- > 0;)
+            if (!fwd_param(e.s[i], e.n[i], "for", &v, &vl) ||
+                !take_hop(trusted, v, vl, out, outlen))
                 break;
-            node_addr(v, vl, addr, sizeof addr);
-            if (!addr[0])
-                break;
-            if (strlen(addr) < outlen)
-                memcpy(out, addr, strlen(addr) + 1);
-            if (!trusted_addr(trusted, addr))
-                break;
-        }
         return true;
     }
     const char *proto = st_http_req_header(r, "x-forwarded-proto");
     if (proto && strcasecmp(proto, "https") == 0)
         *https = true;
     split_header(r, "x-forwarded-for", &e);
-    for (size_t i = e.count; i-- > 0;) {
-        node_addr(e.s[i], e.n[i], addr, sizeof addr);
-        if (!addr[0])
+    for (size_t i = e.count; i-- > 0;)
+        if (!take_hop(trusted, e.s[i], e.n[i], out, outlen))
             break;
-        if (strlen(addr) < outlen)
-            memcpy(out, addr, strlen(addr) + 1);
-        if (!trusted_addr(trusted, addr))
-            break;
-    }
     return true;
 }

@@ -14,7 +14,9 @@
  * account runs one operation at a time (store, count, deliver, delete), so
  * two resources coming online at once get each message exactly once, the
  * quota check cannot race, and messages routed to the account while a
- * delivery is pending wait behind the stored ones. Durability: a message is
+ * delivery is pending wait behind the stored ones; at most 1000 per account
+ * wait to be written and 1000 behind a delivery, beyond that the sender gets
+ * <resource-constraint/> (wait) and the log one line. Durability: a message is
  * stored when its append commits (storage.h); there is no acknowledgement
  * in RFC 6120 to delay, so a crash before the commit (a few milliseconds)
  * loses it, as it would in any server without XEP-0198. */
@@ -45,6 +47,11 @@ static const struct st_option offline_options[] = {
 
 enum op_kind { OP_STORE, OP_DELIVER };
 
+/* Per account: messages waiting to be written, and messages waiting while stored ones are
+ * being delivered (as many as the router holds per account during an existence check). A
+ * flood to one account must not grow memory without end while storage catches up. */
+#define QUEUE_MAX 1000
+
 struct op {
     struct op *next;
     enum op_kind kind;
@@ -67,7 +74,9 @@ struct account {
     struct op *first, **tail; /* first is running while busy */
     bool busy;
     unsigned delivering; /* DELIVER operations queued or running */
+    unsigned storing;    /* STORE operations queued or running */
     struct held *held, **held_tail;
+    unsigned nheld;
     size_t delivered; /* DELIVER: messages of the current page queued to the client */
 };
 
@@ -109,6 +118,7 @@ static void release_held(struct account *a)
     struct held *h = a->held;
     a->held = NULL;
     a->held_tail = &a->held;
+    a->nheld = 0;
     while (h) {
         struct held *n = h->next;
         /* Routed again: the stored messages went first. After unload nothing is routed. */
@@ -136,6 +146,8 @@ static void op_done(struct account *a)
     if (!a->first)
         a->tail = &a->first;
     a->busy = false;
+    if (o->kind == OP_STORE)
+        a->storing--;
     if (o->kind == OP_DELIVER && --a->delivering == 0)
         release_held(a);
     op_free(o);
@@ -146,6 +158,8 @@ static void enqueue(struct account *a, struct op *o)
 {
     if (o->kind == OP_DELIVER)
         a->delivering++;
+    else
+        a->storing++;
     *a->tail = o;
     a->tail = &o->next;
     run_next(a);
@@ -387,6 +401,12 @@ static int on_offline(struct st_event *ev, void *ud)
         return ST_EV_PASS;
     if (!worth_storing(ev->stanza))
         return ST_EV_HANDLED; /* chat states to nobody: dropped silently */
+    struct account *a = account_get(os, ev->to);
+    if (a->storing >= QUEUE_MAX) {
+        st_log_info("offline", "offline queue of %s is full; refusing a message", a->bare);
+        reply_error(a, ev->stanza, "wait", "resource-constraint", NULL);
+        return ST_EV_HANDLED;
+    }
     struct op *o = ST_NEW(struct op);
     o->kind = OP_STORE;
     o->stanza = st_xml_ref(ev->stanza);
@@ -397,7 +417,7 @@ static int on_offline(struct st_event *ev, void *ud)
     st_xml_set_attr(d, "from", ev->to->domain);
     st_xml_set_attr(d, "stamp", stamp);
     st_xml_add_text(d, "Offline Storage");
-    enqueue(account_get(os, ev->to), o);
+    enqueue(a, o);
     return ST_EV_HANDLED;
 }
 
@@ -450,6 +470,13 @@ static int on_message(struct st_event *ev, void *ud)
     struct account *a = st_map_get(&os->accounts, ev->to->bare);
     if (!a || a->delivering == 0)
         return ST_EV_PASS;
+    if (a->nheld >= QUEUE_MAX) {
+        st_log_info("offline", "%s is still receiving stored messages and %u more wait; "
+                    "refusing a message", a->bare, a->nheld);
+        reply_error(a, ev->stanza, "wait", "resource-constraint", NULL);
+        return ST_EV_HANDLED;
+    }
+    a->nheld++;
     struct held *h = ST_NEW(struct held);
     h->stanza = st_xml_ref(ev->stanza);
     *a->held_tail = h;

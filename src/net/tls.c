@@ -425,6 +425,28 @@ static void list_names(X509 *x, struct st_buf *b)
     }
 }
 
+/* Reads the first PEM certificate (key false) or private key (key true) of path for
+ * st_tls_check_cert. Returns a new X509 * or EVP_PKEY * respectively; NULL after appending
+ * the reason, "HOST: certificate|key PATH: ...", to r. */
+static void *read_pem(struct st_buf *r, const char *host, bool key, const char *path)
+{
+    const char *what = key ? "key" : "certificate";
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        st_buf_printf(r, "%s: %s %s: cannot read: %s\n", host, what, path, strerror(errno));
+        return NULL;
+    }
+    void *obj = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                    : (void *)PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!obj) {
+        char reason[256];
+        st_buf_printf(r, "%s: %s %s: not a PEM %s: %s\n", host, what, path,
+                      key ? "private key" : "certificate", ssl_reason(reason, sizeof reason));
+    }
+    return obj;
+}
+
 int st_tls_check_cert(const char *host, const char *cert_path, const char *key_path,
                       char **report)
 {
@@ -433,34 +455,14 @@ int st_tls_check_cert(const char *host, const char *cert_path, const char *key_p
     int rc = ST_EINVAL;
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    char reason[256];
     ERR_clear_error();
 
-    FILE *f = fopen(cert_path, "r");
-    if (!f) {
-        st_buf_printf(&r, "%s: certificate %s: cannot read: %s\n", host, cert_path,
-                      strerror(errno));
+    x = read_pem(&r, host, false, cert_path);
+    if (!x)
         goto out;
-    }
-    x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!x) {
-        st_buf_printf(&r, "%s: certificate %s: not a PEM certificate: %s\n", host, cert_path,
-                      ssl_reason(reason, sizeof reason));
+    k = read_pem(&r, host, true, key_path);
+    if (!k)
         goto out;
-    }
-    f = fopen(key_path, "r");
-    if (!f) {
-        st_buf_printf(&r, "%s: key %s: cannot read: %s\n", host, key_path, strerror(errno));
-        goto out;
-    }
-    k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!k) {
-        st_buf_printf(&r, "%s: key %s: not a PEM private key: %s\n", host, key_path,
-                      ssl_reason(reason, sizeof reason));
-        goto out;
-    }
     if (X509_check_private_key(x, k) != 1) {
         st_buf_printf(&r, "%s: key %s does not match certificate %s\n", host, key_path, cert_path);
         goto out;

@@ -221,6 +221,15 @@ static char *column_str(sqlite3_stmt *s, int col)
     return column_copy(s, col, NULL);
 }
 
+/* Returns arr with room for element k (growing *cap by doubling from 16), for row lists. */
+static void *grow(void *arr, size_t *cap, size_t k, size_t size)
+{
+    if (k < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 16;
+    return st_realloc(arr, *cap * size);
+}
+
 /* ---- open, migrations, close ---- */
 
 static int mkdirs(const char *path)
@@ -498,10 +507,7 @@ static int sq_kvmap_list(void *db, const char *h, const char *u, const char *st,
     struct st_kvmap_row *r = NULL;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (k == cap) {
-            cap = cap ? cap * 2 : 16;
-            r = st_realloc(r, cap * sizeof *r);
-        }
+        r = grow(r, &cap, k, sizeof *r);
         r[k].key = column_copy(s, 0, NULL);
         r[k].data = column_copy(s, 1, &r[k].len);
         k++;
@@ -550,10 +556,7 @@ static int sq_users(void *db, const char *h, const char *st, struct st__user_pai
     struct st__user_pair *p = NULL;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (k == cap) {
-            cap = cap ? cap * 2 : 16;
-            p = st_realloc(p, cap * sizeof *p);
-        }
+        p = grow(p, &cap, k, sizeof *p);
         p[k].host = column_copy(s, 0, NULL);
         p[k].user = column_copy(s, 1, NULL);
         k++;
@@ -685,10 +688,7 @@ static int select_rows(struct sq_db *d, const char *h, const char *u, const char
             more = true;
             break;
         }
-        if (k == cap) {
-            cap = cap ? cap * 2 : 16;
-            it = st_realloc(it, cap * sizeof *it);
-        }
+        it = grow(it, &cap, k, sizeof *it);
         it[k].id = column_copy(s, 0, NULL);
         it[k].when = sqlite3_column_int64(s, 1);
         it[k].with = column_str(s, 2);

@@ -523,6 +523,18 @@ static void submit(struct st_storage *st, struct st_op *op)
     uv_mutex_unlock(&st->mu);
 }
 
+/* Checks an asynchronous call on (host, user, store), store required: 0, or the error the
+ * call returns (nothing is queued then). */
+static int check_op(struct st_storage *st, const char *host, const char *user, const char *store)
+{
+    int rc = submit_check(st);
+    if (!rc && !store)
+        rc = ST_EINVAL;
+    if (!rc)
+        rc = check_hus(host, user, store);
+    return rc;
+}
+
 int st_storage_release_memory(struct st_storage *st, st_storage_done_cb cb, void *ud)
 {
     int rc = submit_check(st);
@@ -538,11 +550,7 @@ int st_storage_release_memory(struct st_storage *st, st_storage_done_cb cb, void
 int st_kv_get(struct st_storage *st, const char *host, const char *user, const char *store,
               st_storage_get_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc)
-        rc = check_hus(host, user, store ? store : NULL);
-    if (!rc && !store)
-        rc = ST_EINVAL;
+    int rc = check_op(st, host, user, store);
     if (rc)
         return rc;
     struct st_op *op = op_new(OP_KV_GET, host, user, store, ud);
@@ -554,11 +562,7 @@ int st_kv_get(struct st_storage *st, const char *host, const char *user, const c
 int st_kv_set(struct st_storage *st, const char *host, const char *user, const char *store,
               const void *data, size_t len, st_storage_done_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && !store)
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    int rc = check_op(st, host, user, store);
     if (!rc)
         rc = check_value(data, data ? len : 0);
     if (rc)
@@ -573,11 +577,7 @@ int st_kv_set(struct st_storage *st, const char *host, const char *user, const c
 int st_kvmap_get(struct st_storage *st, const char *host, const char *user, const char *store,
                  const char *key, st_storage_get_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && !store)
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    int rc = check_op(st, host, user, store);
     if (!rc)
         rc = check_name(key);
     if (rc)
@@ -592,11 +592,7 @@ int st_kvmap_get(struct st_storage *st, const char *host, const char *user, cons
 int st_kvmap_set(struct st_storage *st, const char *host, const char *user, const char *store,
                  const char *key, const void *data, size_t len, st_storage_done_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && !store)
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    int rc = check_op(st, host, user, store);
     if (!rc)
         rc = check_name(key);
     if (!rc)
@@ -614,11 +610,7 @@ int st_kvmap_set(struct st_storage *st, const char *host, const char *user, cons
 int st_kvmap_list(struct st_storage *st, const char *host, const char *user, const char *store,
                   st_kvmap_list_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && !store)
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    int rc = check_op(st, host, user, store);
     if (rc)
         return rc;
     struct st_op *op = op_new(OP_MAP_LIST, host, user, store, ud);
@@ -645,11 +637,8 @@ int st_archive_append(struct st_storage *st, const char *host, const char *user,
                       const char *with, int64_t when, const void *data, size_t len,
                       st_archive_append_cb cb, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && (!store || !data))
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    /* data NULL is refused like a NULL store, before the name checks */
+    int rc = check_op(st, host, user, data ? store : NULL);
     if (!rc && with)
         rc = check_name(with);
     if (!rc)
@@ -665,15 +654,12 @@ int st_archive_append(struct st_storage *st, const char *host, const char *user,
     return 0;
 }
 
+/* Checks an archive call with query q (may be NULL) and returns its new operation. */
 static int archive_op(struct st_storage *st, enum op_kind kind, const char *host,
                       const char *user, const char *store, const struct st_archive_query *q,
                       struct st_op **out, void *ud)
 {
-    int rc = submit_check(st);
-    if (!rc && !store)
-        rc = ST_EINVAL;
-    if (!rc)
-        rc = check_hus(host, user, store);
+    int rc = check_op(st, host, user, store);
     if (!rc)
         rc = check_query(q);
     if (rc)

@@ -54,7 +54,7 @@ struct st_kvmap_row { const char *key; const void *data; size_t len; };
 typedef void (*st_kvmap_list_cb)(void *ud, int rc, const struct st_kvmap_row *rows, size_t n);
 int st_kvmap_list(struct st_storage *st, const char *host, const char *user, const char *store,
                   st_kvmap_list_cb cb, void *ud);
-/* Deletes every key of (host, user, store); store NULL = every store of the user. */
+/* Deletes everything of (host, user): keyval, map and archive data of every store. */
 int st_kv_delete_user(struct st_storage *st, const char *host, const char *user,
                       st_storage_done_cb cb, void *ud);
 

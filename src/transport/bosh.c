@@ -136,6 +136,18 @@ static void add_session_attrs(struct bosh *b, struct st_buf *o)
     }
 }
 
+/* Ends an open <body: with the payload as its content, or empty when len is 0. */
+static void put_body_end(struct st_buf *o, const char *payload, size_t len)
+{
+    if (len) {
+        st_buf_puts(o, " xmlns:stream='http://etherx.jabber.org/streams'>");
+        st_buf_append(o, payload, len);
+        st_buf_puts(o, "</body>");
+    } else {
+        st_buf_puts(o, "/>");
+    }
+}
+
 /* Answers the oldest held request with payload (may be empty) and extra body attributes. */
 static void answer_oldest(struct bosh *b, const char *payload, size_t len, const char *attrs)
 {
@@ -151,13 +163,7 @@ static void answer_oldest(struct bosh *b, const char *payload, size_t len, const
         add_session_attrs(b, &o);
     if (attrs)
         st_buf_puts(&o, attrs);
-    if (len) {
-        st_buf_puts(&o, " xmlns:stream='http://etherx.jabber.org/streams'>");
-        st_buf_append(&o, payload, len);
-        st_buf_puts(&o, "</body>");
-    } else {
-        st_buf_puts(&o, "/>");
-    }
+    put_body_end(&o, payload, len);
     cache_put(b, h.rid, o.data, o.len);
     st_http_set_abort(h.req, NULL, NULL);
     st_http_respond(h.req, 200, BOSH_CT, NULL, o.data, o.len);
@@ -242,13 +248,7 @@ static void final_keep(struct bosh *b, const char *attrs, const char *payload, s
     struct st_buf o;
     st_buf_init(&o, 0);
     st_buf_printf(&o, "<body xmlns='" NS_HTTPBIND "'%s", attrs);
-    if (len) {
-        st_buf_puts(&o, " xmlns:stream='http://etherx.jabber.org/streams'>");
-        st_buf_append(&o, payload, len);
-        st_buf_puts(&o, "</body>");
-    } else {
-        st_buf_puts(&o, "/>");
-    }
+    put_body_end(&o, payload, len);
     struct final *f = ST_NEW(struct final);
     f->len = o.len;
     f->body = st_buf_take(&o);

@@ -133,6 +133,30 @@ static void send_header(struct c2s *c, const char *client_from)
     st_buf_free(&b);
 }
 
+/* Ends the stream with tail, the last bytes for the peer: written before the session is
+ * closed and unbound on a plain stream; for a framed transport handed to io->close (which
+ * frames and ends it) after. Then stops reading and arms the close timer. */
+static void end_stream(struct c2s *c, const char *tail, size_t len)
+{
+    if (!c->io)
+        c2s_write(c, tail, len);
+    c->sess.closing = true;
+    st_session_unbind(&c->sess);
+    if (c->io) {
+        if (c->io_live)
+            c->io->close(c, tail, len);
+        if (c->conn)
+            arm_close_timer(c);
+        return;
+    }
+    if (c->parser)
+        st_xml_parser_stop(c->parser);
+    if (c->conn) {
+        st_conn_close(c->conn);
+        arm_close_timer(c);
+    }
+}
+
 /* Sends a stream error and closes (RFC 6120 §4.9.1.1): a header first if none was sent
  * (§4.9.1.2), then the error and the closing tag. */
 void st_c2s_stream_error(struct c2s *c, const char *condition, const char *text)
@@ -152,27 +176,12 @@ void st_c2s_stream_error(struct c2s *c, const char *condition, const char *text)
         st_stream_error_write(&e, condition, text);
         st_buf_append(&b, e.data + 13, e.len - 13); /* after "<stream:error" */
         st_buf_free(&e);
-        c->sess.closing = true;
-        st_session_unbind(&c->sess);
-        if (c->io_live)
-            c->io->close(c, b.data, b.len);
-        st_buf_free(&b);
-        if (c->conn)
-            arm_close_timer(c);
-        return;
+    } else {
+        st_stream_error_write(&b, condition, text);
+        st_buf_puts(&b, "</stream:stream>");
     }
-    st_stream_error_write(&b, condition, text);
-    st_buf_puts(&b, "</stream:stream>");
-    c2s_write(c, b.data, b.len);
+    end_stream(c, b.data, b.len);
     st_buf_free(&b);
-    c->sess.closing = true;
-    st_session_unbind(&c->sess);
-    if (c->parser)
-        st_xml_parser_stop(c->parser);
-    if (c->conn) {
-        st_conn_close(c->conn);
-        arm_close_timer(c);
-    }
 }
 
 static void c2s_close_session(struct st_session *s, const char *condition, const char *text)
@@ -184,24 +193,10 @@ static void c2s_close_session(struct st_session *s, const char *condition, const
     }
     if (c->sess.closing)
         return;
-    if (c->io) {
-        c->sess.closing = true;
-        st_session_unbind(&c->sess);
-        if (c->io_live)
-            c->io->close(c, NULL, 0);
-        if (c->conn)
-            arm_close_timer(c);
-        return;
-    }
-    c2s_write(c, "</stream:stream>", 16);
-    c->sess.closing = true;
-    st_session_unbind(&c->sess);
-    if (c->parser)
-        st_xml_parser_stop(c->parser);
-    if (c->conn) {
-        st_conn_close(c->conn);
-        arm_close_timer(c);
-    }
+    if (c->io)
+        end_stream(c, NULL, 0);
+    else
+        end_stream(c, "</stream:stream>", 16);
 }
 
 static const struct st_session_ops c2s_ops = {

@@ -402,7 +402,10 @@ static void scram_step(struct c2s *c, const unsigned char *data, long len)
 
 /* Decodes the base64 text of a SASL element. Returns length, -1 for bad encoding, -2 when
  * too large. "=" is an empty response (RFC 6120 §6.4.2). */
-static long decode_payload(const struct st_xml *x, unsigned char *out, size_t max, bool *empty)
+/* Decodes the base64 payload of x into out. Returns its length, or -1 after answering the
+ * client with a SASL failure (incorrect-encoding, or malformed-request when too long). */
+static long decode_payload(struct c2s *c, const struct st_xml *x, unsigned char *out,
+                           size_t max, bool *empty)
 {
     char *t = st_xml_text(x);
     size_t n = strlen(t);
@@ -419,6 +422,14 @@ static long decode_payload(const struct st_xml *x, unsigned char *out, size_t ma
         r = st_base64_decode(t, n, out, max);
     }
     st_free(t);
+    if (r == -1) {
+        st_c2s_sasl_failure(c, "incorrect-encoding", NULL);
+        return -1;
+    }
+    if (r < 0) {
+        st_c2s_sasl_failure(c, "malformed-request", NULL);
+        return -1;
+    }
     return r;
 }
 
@@ -438,15 +449,9 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
             st_c2s_sasl_failure(c, "invalid-mechanism", NULL);
             goto out;
         }
-        long len = decode_payload(x, data, SASL_MAX_DATA, &empty);
-        if (len == -1) {
-            st_c2s_sasl_failure(c, "incorrect-encoding", NULL);
+        long len = decode_payload(c, x, data, SASL_MAX_DATA, &empty);
+        if (len < 0)
             goto out;
-        }
-        if (len < 0) {
-            st_c2s_sasl_failure(c, "malformed-request", NULL);
-            goto out;
-        }
         if (strcmp(mech, "PLAIN") == 0) {
             if (!c->sess.secure) {
                 st_c2s_sasl_failure(c, "encryption-required", NULL);
@@ -494,15 +499,9 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
             st_c2s_sasl_failure(c, "malformed-request", "no authentication in progress");
             goto out;
         }
-        long len = decode_payload(x, data, SASL_MAX_DATA, &empty);
-        if (len == -1) {
-            st_c2s_sasl_failure(c, "incorrect-encoding", NULL);
+        long len = decode_payload(c, x, data, SASL_MAX_DATA, &empty);
+        if (len < 0)
             goto out;
-        }
-        if (len < 0) {
-            st_c2s_sasl_failure(c, "malformed-request", NULL);
-            goto out;
-        }
         if (strcmp(c->sasl_mech, "PLAIN") == 0)
             start_plain(c, data, len);
         else

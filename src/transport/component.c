@@ -465,8 +465,10 @@ static void on_negotiation_timeout(uv_timer_t *t)
 static void on_close_timeout(uv_timer_t *t)
 {
     struct comp *c = t->data;
-    if (c->conn)
+    if (c->conn) {
+        st_log_info(c->id, "peer did not read the end of the stream; dropping it");
         st_conn_abort(c->conn);
+    }
 }
 
 static void arm_close_timer(struct comp *c)

@@ -144,28 +144,84 @@ int st_s2s__send_stanza(struct s2s *s, struct st_xml *x)
     return rc;
 }
 
+/* Appends ` name='value'` (value escaped) when value is set. */
+static void put_attr(struct st_buf *b, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    st_buf_printf(b, " %s='", name);
+    st_buf_put_xml_escaped(b, value, strlen(value));
+    st_buf_puts(b, "'");
+}
+
+void st_s2s__write_db(struct s2s *s, const char *el, const char *from, const char *to,
+                      const char *id, const char *type, const char *key)
+{
+    struct st_buf b;
+    st_buf_init(&b, 4096);
+    st_buf_printf(&b, "<db:%s", el);
+    put_attr(&b, "from", from);
+    put_attr(&b, "to", to);
+    put_attr(&b, "id", id);
+    if (type) {
+        put_attr(&b, "type", type);
+        st_buf_puts(&b, "/>");
+    } else {
+        st_buf_puts(&b, ">");
+        st_buf_put_xml_escaped(&b, key, strlen(key));
+        st_buf_printf(&b, "</db:%s>", el);
+    }
+    st_s2s__write(s, b.data, b.len);
+    st_buf_free(&b);
+}
+
 void st_s2s__send_header(struct s2s *s, const char *from, const char *to, const char *id)
 {
     struct st_buf b;
     st_buf_init(&b, 4096);
     st_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='" ST_NS_SERVER
                     "' xmlns:stream='" ST_NS_STREAMS "' xmlns:db='" ST_NS_DIALBACK "'");
-    if (from) {
-        st_buf_puts(&b, " from='");
-        st_buf_put_xml_escaped(&b, from, strlen(from));
-        st_buf_puts(&b, "'");
-    }
-    if (to) {
-        st_buf_puts(&b, " to='");
-        st_buf_put_xml_escaped(&b, to, strlen(to));
-        st_buf_puts(&b, "'");
-    }
+    put_attr(&b, "from", from);
+    put_attr(&b, "to", to);
     if (id)
         st_buf_printf(&b, " id='%s'", id);
     st_buf_puts(&b, " version='1.0'>");
     st_s2s__write(s, b.data, b.len);
     st_buf_free(&b);
     s->header_sent = true;
+}
+
+void st_s2s__attach(struct s2s *s, const struct st_conn_handler *h,
+                    const struct st_xml_parser_cb *cb)
+{
+    const struct st_server *srv = s->m->srv;
+    st_conn_set_handler(s->conn, h, s);
+    st_conn_set_output_limit(s->conn, srv->settings.limits.output_queue);
+    struct st_xml_limits xl = {
+        .max_stanza_bytes = srv->settings.s2s.max_stanza_size,
+        .max_depth = (unsigned)srv->settings.limits.max_depth,
+        .max_attrs = (unsigned)srv->settings.limits.max_attributes,
+    };
+    s->parser = st_xml_parser_new(cb, s, &xl);
+}
+
+bool st_s2s__is_ns(const struct st_xml *x, const char *name, const char *ns)
+{
+    return strcmp(x->name, name) == 0 && strcmp(x->ns, ns) == 0;
+}
+
+bool st_s2s__is_stanza(const struct st_xml *x)
+{
+    return strcmp(x->ns, ST_NS_SERVER) == 0 &&
+           (strcmp(x->name, "message") == 0 || strcmp(x->name, "presence") == 0 ||
+            strcmp(x->name, "iq") == 0);
+}
+
+void st_s2s__on_stream_close(void *ud)
+{
+    struct s2s *s = ud;
+    st_log_debug(s->name, "peer closed the stream");
+    st_s2s__close(s, NULL, NULL);
 }
 
 static void on_close_timeout(uv_timer_t *t)

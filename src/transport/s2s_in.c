@@ -119,24 +119,6 @@ static void send_features(struct s2s *s)
 
 /* ---- dialback ---- */
 
-static void write_db_answer(struct s2s *s, const char *el, const char *from, const char *to,
-                            const char *id, bool valid)
-{
-    struct st_buf b;
-    st_buf_init(&b, 4096);
-    st_buf_printf(&b, "<db:%s from='", el);
-    st_buf_put_xml_escaped(&b, from, strlen(from));
-    st_buf_puts(&b, "' to='");
-    st_buf_put_xml_escaped(&b, to, strlen(to));
-    if (id) {
-        st_buf_puts(&b, "' id='");
-        st_buf_put_xml_escaped(&b, id, strlen(id));
-    }
-    st_buf_printf(&b, "' type='%s'/>", valid ? "valid" : "invalid");
-    st_s2s__write(s, b.data, b.len);
-    st_buf_free(&b);
-}
-
 void st_s2s_in_verified(struct st_s2s *m, const char *in_id, const char *from, const char *to,
                         bool valid)
 {
@@ -155,7 +137,7 @@ void st_s2s_in_verified(struct st_s2s *m, const char *in_id, const char *from, c
             authorize(s, from, to, "dialback");
         else
             st_log_info(s->name, "dialback for %s failed", from);
-        write_db_answer(s, "result", to, from, NULL, valid);
+        st_s2s__write_db(s, "result", to, from, NULL, valid ? "valid" : "invalid", NULL);
         return;
     }
 }
@@ -177,13 +159,13 @@ static void on_db_request(struct s2s *s, struct st_xml *x)
     }
     if (st_s2s_in_authorized(s, from, to) || cert_ok(s, from)) {
         authorize(s, from, to, "dialback with a trusted certificate");
-        write_db_answer(s, "result", to, from, NULL, true);
+        st_s2s__write_db(s, "result", to, from, NULL, "valid", NULL);
         goto out;
     }
     if (m->srv->settings.s2s.secure_auth && !st_s2s__insecure_ok(m, from)) {
         st_log_info(s->name, "refusing dialback from %s: no trusted certificate and not in "
                     "s2s.insecure_domains", from);
-        write_db_answer(s, "result", to, from, NULL, false);
+        st_s2s__write_db(s, "result", to, from, NULL, "invalid", NULL);
         goto out;
     }
     for (struct s2s_pending *p = s->pending; p; p = p->next)
@@ -221,7 +203,7 @@ static void on_db_verify(struct s2s *s, struct st_xml *x)
     bool valid = st_dialback_check(m->secret, sizeof m->secret, from, to, id, key);
     st_log_info(s->name, "dialback verify from %s for %s: %s", from, to,
                 valid ? "valid" : "invalid");
-    write_db_answer(s, "verify", to, from, id, valid);
+    st_s2s__write_db(s, "verify", to, from, id, valid ? "valid" : "invalid", NULL);
 out:
     st_free(from);
     st_free(to);
@@ -359,11 +341,6 @@ static void on_stream_open(void *ud, const struct st_xml *h)
     st_free(from);
 }
 
-static bool is_ns(const struct st_xml *x, const char *name, const char *ns)
-{
-    return strcmp(x->name, name) == 0 && strcmp(x->ns, ns) == 0;
-}
-
 static void on_stanza(void *ud, struct st_xml *x)
 {
     struct s2s *s = ud;
@@ -373,7 +350,7 @@ static void on_stanza(void *ud, struct st_xml *x)
     }
     const struct st_s2s_settings *ss = &s->m->srv->settings.s2s;
     const char *type = st_xml_attr(x, "type");
-    if (is_ns(x, "starttls", ST_NS_TLS)) {
+    if (st_s2s__is_ns(x, "starttls", ST_NS_TLS)) {
         if (s->tls || !tls_available(s) || s->sasl_done) {
             st_s2s__write_str(s, "<failure xmlns='" ST_NS_TLS "'/>");
             st_s2s__close(s, NULL, NULL);
@@ -390,37 +367,28 @@ static void on_stanza(void *ud, struct st_xml *x)
         }
     } else if (!s->tls && ss->require_encryption && tls_available(s)) {
         st_s2s__close(s, "policy-violation", "STARTTLS is required first");
-    } else if (is_ns(x, "auth", ST_NS_SASL)) {
+    } else if (st_s2s__is_ns(x, "auth", ST_NS_SASL)) {
         on_auth(s, x);
-    } else if (is_ns(x, "bidi", ST_NS_BIDI)) {
+    } else if (st_s2s__is_ns(x, "bidi", ST_NS_BIDI)) {
         s->bidi = true; /* XEP-0288 §3: we may answer over this stream once it is trusted */
-    } else if (is_ns(x, "result", ST_NS_DIALBACK)) {
+    } else if (st_s2s__is_ns(x, "result", ST_NS_DIALBACK)) {
         if (type)
             st_log_info(s->name, "ignoring <db:result type='%s'/> sent to the receiving side "
                         "(unrequested; never marks a domain verified)", type);
         else
             on_db_request(s, x);
-    } else if (is_ns(x, "verify", ST_NS_DIALBACK)) {
+    } else if (st_s2s__is_ns(x, "verify", ST_NS_DIALBACK)) {
         if (type)
             st_log_info(s->name, "ignoring an unrequested <db:verify type='%s'/>", type);
         else
             on_db_verify(s, x);
-    } else if (strcmp(x->ns, ST_NS_SERVER) == 0 &&
-               (strcmp(x->name, "message") == 0 || strcmp(x->name, "presence") == 0 ||
-                strcmp(x->name, "iq") == 0)) {
+    } else if (st_s2s__is_stanza(x)) {
         s->last_active = uv_now(s->m->srv->loop);
         st_s2s_in_deliver(s, x);
     } else {
         st_s2s__close(s, "unsupported-stanza-type", NULL);
     }
     st_xml_unref(x);
-}
-
-static void on_stream_close(void *ud)
-{
-    struct s2s *s = ud;
-    st_log_debug(s->name, "peer closed the stream");
-    st_s2s__close(s, NULL, NULL);
 }
 
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
@@ -432,7 +400,7 @@ static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *te
 static const struct st_xml_parser_cb parser_cb = {
     .stream_open = on_stream_open,
     .stanza = on_stanza,
-    .stream_close = on_stream_close,
+    .stream_close = st_s2s__on_stream_close,
     .error = on_parse_error,
 };
 
@@ -481,14 +449,7 @@ void st_s2s_in_accept(void *ud, struct st_conn *conn)
     s->tls = st_conn_is_tls(conn);
     if (s->tls)
         st_conn_request_peer_cert(conn);
-    st_conn_set_handler(conn, &conn_handler, s);
-    st_conn_set_output_limit(conn, srv->settings.limits.output_queue);
-    struct st_xml_limits xl = {
-        .max_stanza_bytes = srv->settings.s2s.max_stanza_size,
-        .max_depth = (unsigned)srv->settings.limits.max_depth,
-        .max_attrs = (unsigned)srv->settings.limits.max_attributes,
-    };
-    s->parser = st_xml_parser_new(&parser_cb, s, &xl);
+    st_s2s__attach(s, &conn_handler, &parser_cb);
     uint64_t deadline = srv->settings.s2s.connect_timeout * 3;
     st_s2s__arm_timer(s, deadline < 30000 ? 30000 : deadline, on_negotiation_timeout);
     st_log_info(s->name, "connection from %s%s", st_conn_peer(conn),

@@ -17,6 +17,9 @@ struct st_server;
 struct st_conn;
 struct st_xml;
 struct st_xml_parser;
+struct st_xml_parser_cb;
+struct st_conn;
+struct st_conn_handler;
 struct st_listener;
 struct st_tls_client;
 struct st_connect_req;
@@ -143,6 +146,20 @@ void st_s2s__bounce(struct st_s2s *m, struct st_xml *x, const char *cond, const 
 /* Returns a new copy of an s2s stanza with jabber:server turned into jabber:client. */
 struct st_xml *st_s2s__to_client_ns(const struct st_xml *x);
 bool st_s2s__insecure_ok(struct st_s2s *m, const char *domain);
+/* Binds the new connection conn (already stored in s->conn) to s: handler h, the output
+ * limit, and a fresh stream parser with callbacks cb and the s2s limits. */
+void st_s2s__attach(struct s2s *s, const struct st_conn_handler *h,
+                    const struct st_xml_parser_cb *cb);
+/* Is x the element {ns}name? */
+bool st_s2s__is_ns(const struct st_xml *x, const char *name, const char *ns);
+/* Is x a jabber:server message, presence or iq? */
+bool st_s2s__is_stanza(const struct st_xml *x);
+/* Parser callback for both directions: the peer closed its stream; close ours. */
+void st_s2s__on_stream_close(void *ud);
+/* Writes a dialback element <db:el from to [id]>: with type, an empty answer
+ * (type='valid'...); otherwise a request carrying key as its text. */
+void st_s2s__write_db(struct s2s *s, const char *el, const char *from, const char *to,
+                      const char *id, const char *type, const char *key);
 /* Writes our stream header; xmlns:db always declared (XEP-0220 §2.1). */
 void st_s2s__send_header(struct s2s *s, const char *from, const char *to, const char *id);
 struct s2s *st_s2s__find_in(struct st_s2s *m, const char *id);

@@ -260,28 +260,6 @@ void st_s2s_out_send(struct s2s *s, struct st_xml *x)
 
 /* ---- dialback ---- */
 
-static void write_db(struct s2s *s, const char *el, const char *from, const char *to,
-                     const char *id, const char *key)
-{
-    struct st_buf b;
-    st_buf_init(&b, 4096);
-    st_buf_printf(&b, "<db:%s from='", el);
-    st_buf_put_xml_escaped(&b, from, strlen(from));
-    st_buf_puts(&b, "' to='");
-    st_buf_put_xml_escaped(&b, to, strlen(to));
-    st_buf_puts(&b, "'");
-    if (id) {
-        st_buf_puts(&b, " id='");
-        st_buf_put_xml_escaped(&b, id, strlen(id));
-        st_buf_puts(&b, "'");
-    }
-    st_buf_puts(&b, ">");
-    st_buf_put_xml_escaped(&b, key, strlen(key));
-    st_buf_printf(&b, "</db:%s>", el);
-    st_s2s__write(s, b.data, b.len);
-    st_buf_free(&b);
-}
-
 static void send_verifies(struct s2s *s)
 {
     if (!s->can_verify || !s->conn || s->closing)
@@ -290,7 +268,7 @@ static void send_verifies(struct s2s *s)
         if (v->sent)
             continue;
         v->sent = true;
-        write_db(s, "verify", v->from, v->to, v->id, v->key);
+        st_s2s__write_db(s, "verify", v->from, v->to, v->id, NULL, v->key);
     }
 }
 
@@ -336,7 +314,7 @@ static void start_dialback(struct s2s *s)
         st_s2s_out_fail(s, "internal-server-error", "cannot compute a dialback key", false);
         return;
     }
-    write_db(s, "result", s->local, s->remote, NULL, key);
+    st_s2s__write_db(s, "result", s->local, s->remote, NULL, NULL, key);
     st_memzero(key, sizeof key);
     s->state = SS_DIALBACK;
 }
@@ -429,7 +407,7 @@ static struct s2s *mux_start(struct st_s2s *m, const char *local, const char *re
     x->next = s->mux;
     s->mux = x;
     st_map_set(&m->out, x->key, s);
-    write_db(s, "result", local, remote, NULL, key);
+    st_s2s__write_db(s, "result", local, remote, NULL, NULL, key);
     st_memzero(key, sizeof key);
     st_log_info(s->name, "piggybacking %s->%s on this stream (XEP-0220 §2.5)", local, remote);
     return s;
@@ -557,11 +535,6 @@ static void on_stream_open(void *ud, const struct st_xml *h)
         on_features(s, NULL); /* pre-1.0 peers send no features: dialback straight away */
 }
 
-static bool is_ns(const struct st_xml *x, const char *name, const char *ns)
-{
-    return strcmp(x->name, name) == 0 && strcmp(x->ns, ns) == 0;
-}
-
 static void restart(struct s2s *s)
 {
     s->state = SS_OPENING;
@@ -579,16 +552,16 @@ static void on_stanza(void *ud, struct st_xml *x)
     }
     s->last_active = uv_now(s->m->srv->loop);
     const char *type = st_xml_attr(x, "type");
-    if (is_ns(x, "features", ST_NS_STREAMS)) {
+    if (st_s2s__is_ns(x, "features", ST_NS_STREAMS)) {
         if (s->state == SS_OPENING)
             on_features(s, x);
-    } else if (is_ns(x, "error", ST_NS_STREAMS)) {
+    } else if (st_s2s__is_ns(x, "error", ST_NS_STREAMS)) {
         struct st_xml *c = st_xml_first_element(x);
         char why[128];
         snprintf(why, sizeof why, "stream error from the peer: %s", c ? c->name : "?");
         if (!retry_elsewhere(s, why))
             st_s2s_out_fail(s, NULL, why, false);
-    } else if (is_ns(x, "proceed", ST_NS_TLS) && s->state == SS_STARTTLS) {
+    } else if (st_s2s__is_ns(x, "proceed", ST_NS_TLS) && s->state == SS_STARTTLS) {
         if (st_conn_starttls_client(s->conn, s->m->tlsc, s->remote, s->local) != 0) {
             if (!retry_elsewhere(s, "TLS could not start"))
                 st_s2s_out_fail(s, NULL, "TLS could not start", false);
@@ -596,23 +569,21 @@ static void on_stanza(void *ud, struct st_xml *x)
             s->tls = true;
             restart(s);
         }
-    } else if (is_ns(x, "failure", ST_NS_TLS)) {
+    } else if (st_s2s__is_ns(x, "failure", ST_NS_TLS)) {
         st_s2s_out_fail(s, NULL, "the peer refused STARTTLS", false);
-    } else if (is_ns(x, "success", ST_NS_SASL) && s->state == SS_SASL) {
+    } else if (st_s2s__is_ns(x, "success", ST_NS_SASL) && s->state == SS_SASL) {
         s->sasl_done = true;
         restart(s);
-    } else if (is_ns(x, "failure", ST_NS_SASL) && s->state == SS_SASL) {
+    } else if (st_s2s__is_ns(x, "failure", ST_NS_SASL) && s->state == SS_SASL) {
         if (s->dialback_offered)
             start_dialback(s);
         else
             st_s2s_out_fail(s, NULL, "SASL EXTERNAL refused and no dialback offered", false);
-    } else if (is_ns(x, "result", ST_NS_DIALBACK) && type) {
+    } else if (st_s2s__is_ns(x, "result", ST_NS_DIALBACK) && type) {
         on_db_result(s, x, type);
-    } else if (is_ns(x, "verify", ST_NS_DIALBACK) && type) {
+    } else if (st_s2s__is_ns(x, "verify", ST_NS_DIALBACK) && type) {
         on_verify_answer(s, x, type);
-    } else if (strcmp(x->ns, ST_NS_SERVER) == 0 && s->bidi && s->state == SS_READY &&
-               (strcmp(x->name, "message") == 0 || strcmp(x->name, "presence") == 0 ||
-                strcmp(x->name, "iq") == 0)) {
+    } else if (s->bidi && s->state == SS_READY && st_s2s__is_stanza(x)) {
         st_s2s_in_deliver(s, x); /* XEP-0288: the peer answers over our stream */
     } else if (strcmp(x->ns, ST_NS_SERVER) == 0) {
         /* Without bidi (XEP-0288) stanzas must not come back on the initiating stream. */
@@ -621,13 +592,6 @@ static void on_stanza(void *ud, struct st_xml *x)
         st_log_debug(s->name, "ignoring <%s xmlns='%s'/>", x->name, x->ns);
     }
     st_xml_unref(x);
-}
-
-static void on_stream_close(void *ud)
-{
-    struct s2s *s = ud;
-    st_log_debug(s->name, "peer closed the stream");
-    st_s2s__close(s, NULL, NULL);
 }
 
 static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *text)
@@ -641,7 +605,7 @@ static void on_parse_error(void *ud, enum st_xml_parse_error err, const char *te
 static const struct st_xml_parser_cb parser_cb = {
     .stream_open = on_stream_open,
     .stanza = on_stanza,
-    .stream_close = on_stream_close,
+    .stream_close = st_s2s__on_stream_close,
     .error = on_parse_error,
 };
 
@@ -702,14 +666,7 @@ static void on_connected(void *ud, struct st_conn *c, int status)
     }
     const struct st_server *srv = s->m->srv;
     s->conn = c;
-    st_conn_set_handler(c, &conn_handler, s);
-    st_conn_set_output_limit(c, srv->settings.limits.output_queue);
-    struct st_xml_limits xl = {
-        .max_stanza_bytes = srv->settings.s2s.max_stanza_size,
-        .max_depth = (unsigned)srv->settings.limits.max_depth,
-        .max_attrs = (unsigned)srv->settings.limits.max_attributes,
-    };
-    s->parser = st_xml_parser_new(&parser_cb, s, &xl);
+    st_s2s__attach(s, &conn_handler, &parser_cb);
     s->tls = s->targets[s->ti].direct_tls;
     s->state = SS_OPENING;
     st_log_info(s->name, "connected to %s port %u%s", s->addrs[s->ai], s->targets[s->ti].port,

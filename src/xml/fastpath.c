@@ -23,7 +23,7 @@
 #include "xml/fastpath.h"
 
 #include "base/buf.h"
-#include "base/mem.h"
+#include "base/utf8.h"
 #include "xml/node.h"
 
 #include <stdbool.h>
@@ -76,30 +76,6 @@ static size_t read_name(struct rd *r)
         i++;
     r->i = i;
     return i - st;
-}
-
-/* Length of the valid UTF-8 sequence (2-4 bytes) at s that encodes an XML character, or 0. */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0xC2 || c > 0xF4)
-        return 0; /* continuation byte, overlong 2-byte form, or beyond U+10FFFF */
-    size_t len = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (n < len)
-        return 0;
-    for (size_t k = 1; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-    if (len == 3) {
-        if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))
-            return 0; /* overlong, surrogate */
-        if (c == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
-            return 0; /* U+FFFE, U+FFFF are not XML characters */
-    } else if (len == 4) {
-        if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
-            return 0;
-    }
-    return len;
 }
 
 static bool is_xml_char(uint32_t v)
@@ -210,8 +186,9 @@ static bool scan_chars(struct rd *r, char term, bool attr, bool *refs)
             continue;
         }
         if (c >= 0x80) {
-            size_t k = utf8_char(s + i, n - i);
-            if (!k)
+            uint32_t cp;
+            size_t k = st_utf8_next(s + i, n - i, &cp);
+            if (!k || !is_xml_char(cp))
                 return false;
             i += k;
             continue;
@@ -449,11 +426,8 @@ size_t st_xml_fast_stanza(const char *s, size_t n, const struct st_xml_fast_limi
                 goto decline;
             r.i++;
             if (--depth == 0) {
-                if (end_tag > raw_from) {
-                    root->raw_inner_len = end_tag - raw_from;
-                    root->raw_inner = st_malloc(root->raw_inner_len);
-                    memcpy(root->raw_inner, s + raw_from, root->raw_inner_len);
-                }
+                if (end_tag > raw_from)
+                    st_xml_keep_raw_inner(root, s + raw_from, end_tag - raw_from);
                 goto done;
             }
         }

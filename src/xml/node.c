@@ -108,6 +108,15 @@ struct st_xml *st_xml_new_packed(const char *name, size_t name_len, const char *
     return x;
 }
 
+void st_xml_keep_raw_inner(struct st_xml *root, const char *data, size_t n)
+{
+    assert(root && !root->parent && n > 0);
+    st_free(root->raw_inner);
+    root->raw_inner = st_malloc(n);
+    memcpy(root->raw_inner, data, n);
+    root->raw_inner_len = n;
+}
+
 struct st_xml *st_xml_new_text(const char *text, size_t n)
 {
     return node_alloc(ST_XML_TEXT, text ? text : "", text ? n : 0, NULL, 0);

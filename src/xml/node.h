@@ -74,6 +74,9 @@ struct st_xml *st_xml_new(const char *name, const char *ns);
  * fast path: one malloc per element). ns may be NULL. */
 struct st_xml *st_xml_new_packed(const char *name, size_t name_len, const char *ns, size_t ns_len,
                                  const struct st_xml_attr_in *attrs, unsigned nattrs);
+/* Gives root (a parsed stanza, no parent) a copy of data[0..n) as its children as received
+ * (see raw_inner); n > 0. For the stream parser's readers only. */
+void st_xml_keep_raw_inner(struct st_xml *root, const char *data, size_t n);
 /* Returns a new text node holding a copy of n bytes of text. */
 struct st_xml *st_xml_new_text(const char *text, size_t n);
 /* Adds a reference to a root; returns x. */

@@ -443,10 +443,8 @@ static void keep_raw(struct st_xml_parser *p, struct st_xml *s)
     if (end_tag <= p->raw_from || p->raw_from < p->slice_abs ||
         end_tag > p->slice_abs + p->slice_len)
         return;
-    size_t n = (size_t)(end_tag - p->raw_from);
-    s->raw_inner = st_malloc(n);
-    memcpy(s->raw_inner, p->slice + (p->raw_from - p->slice_abs), n);
-    s->raw_inner_len = n;
+    st_xml_keep_raw_inner(s, p->slice + (p->raw_from - p->slice_abs),
+                          (size_t)(end_tag - p->raw_from));
 }
 
 static void XMLCALL on_end(void *ud, const XML_Char *name)

@@ -11,7 +11,6 @@
 #include "base/buf.h"
 #include "base/err.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -67,10 +66,16 @@ static const char *reference(char c)
     }
 }
 
-/* The longest reference above: the bound on how much escaping can grow a string. */
-#define REF_MAX 6
+/* Returns how many bytes s[0..n) takes once escaped. */
+static size_t escaped_len(const char *s, size_t n, unsigned char mask)
+{
+    size_t len = n;
+    for (size_t i = next_special(s, 0, n, mask); i < n; i = next_special(s, i + 1, n, mask))
+        len += strlen(reference(s[i])) - 1;
+    return len;
+}
 
-/* Writes s[0..n) escaped at w, which has room for REF_MAX * n bytes; returns the end. */
+/* Writes s[0..n) escaped at w, which has room for escaped_len bytes; returns the end. */
 static char *escape_into(char *w, const char *s, size_t n, unsigned char mask)
 {
     size_t i = 0;
@@ -90,22 +95,12 @@ static char *escape_into(char *w, const char *s, size_t n, unsigned char mask)
 
 int st_xml_put_escaped(struct st_buf *out, const char *s, size_t n, bool in_attr)
 {
-    size_t start = 0;
-    int rc = 0;
     unsigned char mask = in_attr ? 3 : 1;
-    for (size_t i = 0; !rc; i++) {
-        i = next_special(s, i, n, mask);
-        if (i >= n)
-            break;
-        const char *rep = reference(s[i]);
-        rc = st_buf_append(out, s + start, i - start);
-        if (!rc)
-            rc = st_buf_puts(out, rep);
-        start = i + 1;
-    }
-    if (!rc)
-        rc = st_buf_append(out, s + start, n - start);
-    return rc;
+    char *w = st_buf_space(out, escaped_len(s, n, mask));
+    if (!w)
+        return ST_ELIMIT;
+    st_buf_commit(out, (size_t)(escape_into(w, s, n, mask) - w));
+    return 0;
 }
 
 static bool is_xmlns_attr(const struct st_xml_attr *a)
@@ -174,22 +169,20 @@ static int put_open_tag(struct st_buf *out, const struct st_xml *x, const char *
             /* The common case written in one go: one bound check instead of one per piece. */
             const char *pre = a->ns ? " xml:" : " ";
             size_t pl = a->ns ? 5 : 1, nl = strlen(a->name), vl = strlen(a->value);
-            char *w = vl < SIZE_MAX / (2 * REF_MAX) ? st_buf_space(out, pl + nl + 3 + REF_MAX * vl)
-                                                    : NULL;
-            if (w) {
-                char *e = w;
-                memcpy(e, pre, pl);
-                e += pl;
-                memcpy(e, a->name, nl);
-                e += nl;
-                *e++ = '=';
-                *e++ = '\'';
-                e = escape_into(e, a->value, vl, 3);
-                *e++ = '\'';
-                st_buf_commit(out, (size_t)(e - w));
-                continue;
-            }
-            rc = put3(out, pre, a->name, "='"); /* at the maximum: fails where it must */
+            char *w = st_buf_space(out, pl + nl + 3 + escaped_len(a->value, vl, 3));
+            if (!w)
+                return ST_ELIMIT;
+            char *e = w;
+            memcpy(e, pre, pl);
+            e += pl;
+            memcpy(e, a->name, nl);
+            e += nl;
+            *e++ = '=';
+            *e++ = '\'';
+            e = escape_into(e, a->value, vl, 3);
+            *e++ = '\'';
+            st_buf_commit(out, (size_t)(e - w));
+            continue;
         } else {
             bool first;
             unsigned k = foreign_prefix(x, i, &first);

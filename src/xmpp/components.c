@@ -6,7 +6,6 @@
  * connected components is in component_registry.c. */
 #include "xmpp/components.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "base/buf.h"
@@ -46,15 +45,6 @@ const struct st_option st_component_options[] = {
     ST_OPT_END,
 };
 
-static int fail(char **err, char *msg)
-{
-    if (err && !*err)
-        *err = msg;
-    else
-        st_free(msg);
-    return ST_EINVAL;
-}
-
 bool st_domain_covers(const char *d, const char *sub)
 {
     size_t dl = strlen(d), sl = strlen(sub);
@@ -81,8 +71,8 @@ int st_components_load(struct st_settings *s, const char *file, char **err)
     if (!cn || cn->type == ST_CFG_NULL)
         return 0;
     if (cn->type != ST_CFG_MAP)
-        return fail(err, st_cfg_errorf(file, cn->line, "'components' must be a map of "
-                                                       "component domains to settings"));
+        return st_cfg_fail(err, file, cn->line,
+                           "'components' must be a map of component domains to settings");
     size_t n = 0;
     for (const struct st_cfg_node *c = cn->child; c; c = c->next)
         n++;
@@ -90,8 +80,7 @@ int st_components_load(struct st_settings *s, const char *file, char **err)
     for (const struct st_cfg_node *c = cn->child; c; c = c->next) {
         char *name = NULL;
         if (st_jid_prep_domain(c->key, strlen(c->key), &name) != 0 || !name)
-            return fail(err, st_cfg_errorf(file, c->line, "invalid component domain '%s'",
-                                           c->key));
+            return st_cfg_fail(err, file, c->line, "invalid component domain '%s'", c->key);
         const char *clash = NULL;
         for (size_t i = 0; i < s->ncomponents && !clash; i++)
             if (strcmp(s->components[i].domain, name) == 0)
@@ -102,15 +91,14 @@ int st_components_load(struct st_settings *s, const char *file, char **err)
                             ? "is also a virtual host"
                             : "has a virtual host below it (the host would be unreachable)";
         if (clash) {
-            int rc = fail(err, st_cfg_errorf(file, c->line, "component '%s' %s", name, clash));
+            int rc = st_cfg_fail(err, file, c->line, "component '%s' %s", name, clash);
             st_free(name);
             return rc;
         }
         struct st_component_settings *cs = &s->components[s->ncomponents];
-        char path[600];
-        snprintf(path, sizeof path, "components.%s", c->key);
-        int rc = st_opt_bind_at(st_component_options, c->type == ST_CFG_NULL ? NULL : c, file,
-                                path, cs, err);
+        char *path = st_cfg_join_path("components", c->key);
+        int rc = st_opt_bind_at(st_component_options, c, file, path, cs, err);
+        st_free(path);
         if (rc) {
             st_free(name);
             return rc;
@@ -122,12 +110,12 @@ int st_components_load(struct st_settings *s, const char *file, char **err)
             cs->privileges.roster != ST_PRIV_ROSTER_GET &&
             cs->privileges.roster != ST_PRIV_ROSTER_BOTH)
             /* XEP-0356 §7: roster presence needs read access to the roster. */
-            return fail(err, st_cfg_errorf(file, c->line,
-                                           "'components.%s.privileges.presence: roster' needs "
-                                           "'privileges.roster: get' or 'both'", c->key));
+            return st_cfg_fail(err, file, c->line,
+                               "'components.%s.privileges.presence: roster' needs "
+                               "'privileges.roster: get' or 'both'",
+                               c->key);
         if (!cs->secret || !cs->secret[0])
-            return fail(err, st_cfg_errorf(file, c->line, "'components.%s.secret' is required",
-                                           c->key));
+            return st_cfg_fail(err, file, c->line, "'components.%s.secret' is required", c->key);
     }
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/rand.h"
+#include "base/utf8.h"
 
 /* RFC 5802 §5.1 leaves the server nonce length open; 18 bytes = 144 bits, 24 base64 chars. */
 #define SERVER_NONCE_BYTES 18
@@ -434,40 +435,13 @@ static bool take_comma(struct cur *c)
     return false;
 }
 
-/* RFC 3629 well-formedness: no overlongs, no surrogates, nothing above U+10FFFF. */
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t k;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
+    for (size_t i = 0, k; i < n; i += k) {
+        uint32_t cp;
+        k = st_utf8_next(s + i, n - i, &cp);
+        if (!k)
             return false;
-        }
-        if (n - i <= k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k + 1;
     }
     return true;
 }

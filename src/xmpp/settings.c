@@ -226,15 +226,6 @@ const struct st_option st_settings_host_options[] = {
     ST_OPT_END,
 };
 
-static int fail(char **err, char *msg)
-{
-    if (err && !*err)
-        *err = msg;
-    else
-        st_free(msg);
-    return ST_EINVAL;
-}
-
 static void free_hosts(struct st_settings *s)
 {
     for (size_t i = 0; i < s->nhosts; i++) {
@@ -273,7 +264,7 @@ static int load_hosts(struct st_settings *s, const char *file, char **err)
     const struct st_cfg_node *hn = s->hosts_node;
     const struct st_cfg_node *written = st_cfg_get(s->doc.root, "hosts");
     if (!hn && written) /* "hosts:" with nothing after it */
-        return fail(err, st_cfg_errorf(file, written->line, "'hosts' must name at least one host"));
+        return st_cfg_fail(err, file, written->line, "'hosts' must name at least one host");
     if (!hn) {
         s->hosts = ST_NEW(struct st_host_settings);
         s->hosts[0].name = st_strdup("localhost");
@@ -281,29 +272,29 @@ static int load_hosts(struct st_settings *s, const char *file, char **err)
         return 0;
     }
     if (hn->type != ST_CFG_MAP)
-        return fail(err, st_cfg_errorf(file, hn->line,
-                                       "'hosts' must be a map of domain names to host settings"));
+        return st_cfg_fail(err, file, hn->line,
+                           "'hosts' must be a map of domain names to host settings");
     size_t n = 0;
     for (const struct st_cfg_node *c = hn->child; c; c = c->next)
         n++;
     if (n == 0)
-        return fail(err, st_cfg_errorf(file, hn->line, "'hosts' must name at least one host"));
+        return st_cfg_fail(err, file, hn->line, "'hosts' must name at least one host");
     s->hosts = st_calloc(n, sizeof *s->hosts);
     for (const struct st_cfg_node *c = hn->child; c; c = c->next) {
         char *name = NULL;
         if (st_jid_prep_domain(c->key, strlen(c->key), &name) != 0 || !name)
-            return fail(err, st_cfg_errorf(file, c->line, "invalid host name '%s'", c->key));
+            return st_cfg_fail(err, file, c->line, "invalid host name '%s'", c->key);
         for (size_t i = 0; i < s->nhosts; i++) {
             if (strcmp(s->hosts[i].name, name) == 0) {
-                int rc = fail(err, st_cfg_errorf(file, c->line,
-                                                 "duplicate host '%s' (also declared on line %u)",
-                                                 name, s->hosts[i].line));
+                int rc = st_cfg_fail(err, file, c->line,
+                                     "duplicate host '%s' (also declared on line %u)", name,
+                                     s->hosts[i].line);
                 st_free(name);
                 return rc;
             }
         }
         struct st_host_settings *h = &s->hosts[s->nhosts];
-        char *path = join("hosts", ".", c->key, "");
+        char *path = st_cfg_join_path("hosts", c->key);
         int rc = st_opt_bind_at(st_settings_host_options, c, file, path, h, err);
         st_free(path);
         if (rc) {
@@ -323,12 +314,11 @@ static int check_modules(const struct st_settings *s, const char *file, char **e
     if (!m)
         return 0;
     if (m->type != ST_CFG_MAP)
-        return fail(err, st_cfg_errorf(file, m->line,
-                                       "'modules' must be a map of module names to options"));
+        return st_cfg_fail(err, file, m->line,
+                           "'modules' must be a map of module names to options");
     for (const struct st_cfg_node *c = m->child; c; c = c->next)
         if (c->type != ST_CFG_MAP && c->type != ST_CFG_NULL)
-            return fail(err, st_cfg_errorf(file, c->line, "'modules.%s' must be a map of options",
-                                           c->key));
+            return st_cfg_fail(err, file, c->line, "'modules.%s' must be a map of options", c->key);
     return 0;
 }
 
@@ -340,16 +330,15 @@ static int check_routes(const struct st_settings *s, const char *file, char **er
     if (!r)
         return 0;
     if (r->type != ST_CFG_MAP)
-        return fail(err, st_cfg_errorf(file, r->line,
-                                       "'s2s.routes' must be a map of domains to \"host:port\""));
+        return st_cfg_fail(err, file, r->line,
+                           "'s2s.routes' must be a map of domains to \"host:port\"");
     for (const struct st_cfg_node *c = r->child; c; c = c->next) {
         const char *v = c->type == ST_CFG_SCALAR ? c->value : NULL;
         const char *colon = v ? strrchr(v, ':') : NULL;
         char *end = NULL;
         long port = colon ? strtol(colon + 1, &end, 10) : 0;
         if (!colon || colon == v || !end || *end || port < 1 || port > 65535)
-            return fail(err, st_cfg_errorf(file, c->line,
-                                           "'s2s.routes.%s' must be \"host:port\"", c->key));
+            return st_cfg_fail(err, file, c->line, "'s2s.routes.%s' must be \"host:port\"", c->key);
     }
     return 0;
 }
@@ -368,15 +357,15 @@ static int check_consistency(const struct st_settings *s, const char *file, char
         unsigned line = line_of(root, "limits", "stanza_size");
         if (!st_cfg_get(st_cfg_get(root, "limits"), "stanza_size"))
             line = line_of(root, "limits", "stanza_size_preauth");
-        return fail(err, st_cfg_errorf(file, line,
-                                       "'limits.stanza_size' (%zu bytes) must be at least "
-                                       "'limits.stanza_size_preauth' (%zu bytes)",
-                                       s->limits.stanza_size, s->limits.stanza_size_preauth));
+        return st_cfg_fail(err, file, line,
+                           "'limits.stanza_size' (%zu bytes) must be at least "
+                           "'limits.stanza_size_preauth' (%zu bytes)",
+                           s->limits.stanza_size, s->limits.stanza_size_preauth);
     }
     if (s->listen.c2s_port && s->listen.c2s_port == s->listen.c2s_tls_port)
-        return fail(err, st_cfg_errorf(file, line_of(root, "listen", "c2s_tls_port"),
-                                       "'listen.c2s_tls_port' must differ from "
-                                       "'listen.c2s_port'"));
+        return st_cfg_fail(err, file, line_of(root, "listen", "c2s_tls_port"),
+                           "'listen.c2s_tls_port' must differ from "
+                           "'listen.c2s_port'");
     if (!s->listen.c2s_port && !s->listen.c2s_tls_port)
         st_log_warn("config", "%s: no client port enabled (listen.c2s_port and "
                     "listen.c2s_tls_port are both 0)", file);

@@ -120,10 +120,10 @@ def test_connections_per_ip(few_conns_server, clients):
     try:
         extra.send(extra.header_bytes())
         extra.wait_closed(3)
+    except TimeoutError:  # an OSError: must be caught before the clause below
+        raise AssertionError("4th connection from one IP was not closed")
     except (ConnectionError, OSError):
         pass
-    except TimeoutError:
-        raise AssertionError("4th connection from one IP was not closed")
     first[0].close()
     deadline = time.monotonic() + 3
     while True:

@@ -24,6 +24,8 @@ def _handshake_fails(fn):
         assert exc.reason not in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"), \
             f"the test client itself could not offer the protocol: {exc}"
         return True
+    except TimeoutError:  # an OSError: a server that hangs has not refused the handshake
+        raise AssertionError("the TLS handshake hung instead of failing")
     except (ConnectionError, OSError, xmpp_raw.StreamClosed):
         return True
     return False

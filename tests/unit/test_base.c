@@ -12,6 +12,7 @@
 #include "base/map.h"
 #include "base/mem.h"
 #include "base/rand.h"
+#include "base/utf8.h"
 
 static void buf_respects_max(void **state)
 {
@@ -109,6 +110,35 @@ static void rand_id_has_enough_bits(void **state)
     assert_int_equal(st_rand_id(a, 8, 128), ST_ELIMIT);
 }
 
+/* RFC 3629 §3-4: well-formed sequences decode, ill-formed ones (overlong, surrogate, beyond
+ * U+10FFFF, stray continuation, cut short) are refused. */
+static void utf8_next_rfc3629(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+        uint32_t cp;
+    } good[] = {{"A", 1, 0x41},          {"\xc3\xa9", 2, 0xE9},     {"\xe2\x98\xba", 3, 0x263A},
+                {"\xef\xbf\xbf", 3, 0xFFFF}, {"\xf0\x9d\x84\x9e", 4, 0x1D11E},
+                {"\xf4\x8f\xbf\xbf", 4, 0x10FFFF}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint32_t cp = 0;
+        assert_int_equal(st_utf8_next((const unsigned char *)good[i].s, strlen(good[i].s), &cp),
+                         good[i].len);
+        assert_int_equal(cp, good[i].cp);
+    }
+    static const char *const bad[] = {"\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf",
+                                      "\xed\xa0\x80", "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80",
+                                      "\xf5\x80\x80\x80", "\x80", "\xc3", "\xe2\x98",
+                                      "\xc3\x28"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint32_t cp = 0;
+        assert_int_equal(st_utf8_next((const unsigned char *)bad[i], strlen(bad[i]), &cp), 0);
+    }
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -117,6 +147,7 @@ int main(void)
         cmocka_unit_test(map_set_get_del),
         cmocka_unit_test(map_shrinks_after_deletes),
         cmocka_unit_test(rand_id_has_enough_bits),
+        cmocka_unit_test(utf8_next_rfc3629),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

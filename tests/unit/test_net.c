@@ -179,9 +179,21 @@ static void fx_start(struct st_tls *direct_tls, unsigned max_per_ip)
     assert_true(F.port > 0);
 }
 
-static void fx_client(void (*fn)(void *))
+/* fx_start plus the server-side callbacks; takes over the caller's reference on
+ * direct_tls (the listener holds its own; NULL: plain). */
+static void fx_serve(struct st_tls *direct_tls, unsigned max_per_ip,
+                     void (*on_accept)(struct st_conn *c),
+                     void (*on_read)(struct st_conn *c, const char *d, size_t n))
 {
-    assert_int_equal(uv_thread_create(&F.thread, fn, NULL), 0);
+    fx_start(direct_tls, max_per_ip);
+    st_tls_unref(direct_tls);
+    F.on_accept = on_accept;
+    F.on_read = on_read;
+}
+
+static void fx_client(void (*fn)(void *), void *arg)
+{
+    assert_int_equal(uv_thread_create(&F.thread, fn, arg), 0);
 }
 
 static void client_finish(void)
@@ -218,6 +230,20 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+static void fx_stop(void);
+
+/* One client thread against a fresh listener; returns once the client finished and every
+ * server connection closed, with the fixture torn down and F left for the asserts. */
+static void fx_run(struct st_tls *direct_tls, unsigned max_per_ip,
+                   void (*on_accept)(struct st_conn *c),
+                   void (*on_read)(struct st_conn *c, const char *d, size_t n),
+                   void (*client)(void *))
+{
+    fx_serve(direct_tls, max_per_ip, on_accept, on_read);
+    fx_client(client, NULL);
+    fx_stop();
+}
+
 static void fx_stop(void)
 {
     run_until(all_closed);
@@ -246,6 +272,19 @@ static int cl_connect(int port)
         return -1;
     }
     return fd;
+}
+
+/* Client-thread teardown (any of fd < 0, ctx, ssl may be absent): frees, closes and
+ * tells the loop the client is done. */
+static void cl_finish(int fd, SSL_CTX *ctx, SSL *ssl, bool shutdown)
+{
+    if (ssl && shutdown)
+        SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    client_finish();
 }
 
 static int cl_send(int fd, const char *s)
@@ -344,17 +383,13 @@ static void client_echo(void *arg)
     int fd = cl_connect(F.port);
     F.c_ok = fd >= 0 && cl_send(fd, "hello") == 0 && cl_send(fd, " world") == 0 &&
              cl_expect(fd, "hello world", F.c_got, sizeof F.c_got) == 0;
-    close(fd);
-    client_finish();
+    cl_finish(fd, NULL, NULL, false);
 }
 
 static void plain_echo(void **state)
 {
     (void)state;
-    fx_start(NULL, 0);
-    F.on_read = echo_read;
-    fx_client(client_echo);
-    fx_stop();
+    fx_run(NULL, 0, NULL, echo_read, client_echo);
     assert_true(F.c_ok);
     assert_int_equal(F.accepted, 1);
     assert_int_equal(F.closed, 1);
@@ -385,17 +420,13 @@ static void client_drain(void *arg)
     while (fd >= 0 && (r = recv(fd, buf, sizeof buf, 0)) > 0)
         total += (size_t)r;
     F.c_total = total;
-    close(fd);
-    client_finish();
+    cl_finish(fd, NULL, NULL, false);
 }
 
 static void output_limit(void **state)
 {
     (void)state;
-    fx_start(NULL, 0);
-    F.on_accept = limit_accept;
-    fx_client(client_drain);
-    fx_stop();
+    fx_run(NULL, 0, limit_accept, NULL, client_drain);
     assert_int_equal(F.wr_rc[0], 0);
     assert_int_equal(F.wr_rc[1], 600);
     assert_int_equal(F.wr_rc[2], ST_ELIMIT);
@@ -422,10 +453,7 @@ static void big_accept(struct st_conn *c)
 static void close_flushes(void **state)
 {
     (void)state;
-    fx_start(NULL, 0);
-    F.on_accept = big_accept;
-    fx_client(client_drain);
-    fx_stop();
+    fx_run(NULL, 0, big_accept, NULL, client_drain);
     assert_int_equal(F.wr_rc[0], 0);
     assert_int_equal(F.wr_rc[1], 0);
     assert_int_equal(F.c_total, BIG);
@@ -471,13 +499,7 @@ static void client_stls(void *arg)
                  SSL_write(ssl, "encrypted", 9) == 9 &&
                  ssl_expect(ssl, "encrypted", F.c_got, sizeof F.c_got) == 0;
     }
-    if (ssl) {
-        SSL_shutdown(ssl);
-        SSL_free(ssl);
-    }
-    SSL_CTX_free(ctx);
-    close(fd);
-    client_finish();
+    cl_finish(fd, ctx, ssl, true);
 }
 
 static void starttls_upgrade(void **state)
@@ -487,10 +509,9 @@ static void starttls_upgrade(void **state)
     struct st_tls *tls;
     char *err = NULL;
     assert_int_equal(st_tls_new(spec, 1, &tls, &err), 0);
-    fx_start(NULL, 0);
+    fx_serve(NULL, 0, NULL, stls_read);
     F.tls = tls;
-    F.on_read = stls_read;
-    fx_client(client_stls);
+    fx_client(client_stls, NULL);
     fx_stop();
     st_tls_unref(tls);
     assert_true(F.stls_done);
@@ -540,12 +561,8 @@ static void client_direct(void *arg)
                                        0, 0) == 1)
             F.c_cb_exp_len = 32;
         F.c_ok = SSL_write(ssl, "x", 1) == 1 && ssl_expect(ssl, "ok", buf, sizeof buf) == 0;
-        SSL_shutdown(ssl);
-        SSL_free(ssl);
     }
-    SSL_CTX_free(ctx);
-    close(fd);
-    client_finish();
+    cl_finish(fd, ctx, ssl, true);
 }
 
 static struct st_tls *two_host_tls(void)
@@ -559,14 +576,9 @@ static struct st_tls *two_host_tls(void)
 
 static void direct_tls_run(const char *sni, int maxv)
 {
-    struct st_tls *tls = two_host_tls();
-    fx_start(tls, 0);
-    st_tls_unref(tls); /* the listener holds its own reference */
-    F.on_read = record_tls;
     g_cl_sni = sni;
     g_cl_maxv = maxv;
-    fx_client(client_direct);
-    fx_stop();
+    fx_run(two_host_tls(), 0, NULL, record_tls, client_direct);
     assert_true(F.c_ok);
     assert_int_equal(F.closed, 1);
 }
@@ -616,21 +628,13 @@ static void client_tls11(void *arg)
     SSL_CTX *ctx = cl_ctx(TLS1_VERSION, TLS1_1_VERSION);
     SSL *ssl = fd >= 0 ? cl_tls(ctx, fd, "a.example", NULL) : NULL;
     F.c_ok = ssl == NULL;
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    close(fd);
-    client_finish();
+    cl_finish(fd, ctx, ssl, false);
 }
 
 static void tls11_refused(void **state)
 {
     (void)state;
-    struct st_tls *tls = two_host_tls();
-    fx_start(tls, 0);
-    st_tls_unref(tls);
-    F.on_read = record_tls;
-    fx_client(client_tls11);
-    fx_stop();
+    fx_run(two_host_tls(), 0, NULL, record_tls, client_tls11);
     assert_true(F.c_ok);
     assert_int_equal(F.read_calls, 0);
     assert_int_equal(F.closed, 1);
@@ -661,10 +665,7 @@ static void client_per_ip(void *arg)
 static void per_ip_limit(void **state)
 {
     (void)state;
-    fx_start(NULL, 2);
-    F.on_read = echo_read;
-    fx_client(client_per_ip);
-    fx_stop();
+    fx_run(NULL, 2, NULL, echo_read, client_per_ip);
     assert_int_equal(F.accepted, 2);
     assert_true(F.c_results[0]);
     assert_true(F.c_results[1]);
@@ -714,13 +715,10 @@ static bool client_ready(void)
 
 static void run_idle(bool tls, size_t *conn_mem, long *ossl_per_conn)
 {
-    struct st_tls *t = tls ? two_host_tls() : NULL;
-    fx_start(t, 0);
-    st_tls_unref(t);
-    F.on_read = echo_read;
+    fx_serve(tls ? two_host_tls() : NULL, 0, NULL, echo_read);
     /* earlier tests initialised OpenSSL's lazy state on this thread */
     long base = t_ossl_bytes;
-    assert_int_equal(uv_thread_create(&F.thread, client_idle, tls ? (void *)1 : NULL), 0);
+    fx_client(client_idle, tls ? (void *)1 : NULL);
     run_until(client_ready);
     /* let the last echo's write complete and its buffers go */
     for (int i = 0; i < 10; i++)
@@ -780,21 +778,13 @@ static void client_tls_drain(void *arg)
         F.c_total = total;
         F.c_ok = SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN; /* close_notify arrived */
     }
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    close(fd);
-    client_finish();
+    cl_finish(fd, ctx, ssl, false);
 }
 
 static void tls_close_flushes(void **state)
 {
     (void)state;
-    struct st_tls *tls = two_host_tls();
-    fx_start(tls, 0);
-    st_tls_unref(tls);
-    F.on_read = big_tls_read;
-    fx_client(client_tls_drain);
-    fx_stop();
+    fx_run(two_host_tls(), 0, NULL, big_tls_read, client_tls_drain);
     assert_true(F.c_ok);
     assert_int_equal(F.c_total, BIG);
     assert_int_equal(F.closed, 1);
@@ -808,8 +798,7 @@ static void client_hs_eof(void *arg)
     (void)arg;
     int fd = cl_connect(F.port);
     cl_send(fd, "\x16\x03\x01"); /* the start of a ClientHello record, then nothing */
-    close(fd);
-    client_finish();
+    cl_finish(fd, NULL, NULL, false);
 }
 
 /* The client may be gone before the listener even accepted it: wait for the server side. */
@@ -821,10 +810,8 @@ static bool one_accepted_and_closed(void)
 static void handshake_eof(void **state)
 {
     (void)state;
-    struct st_tls *tls = two_host_tls();
-    fx_start(tls, 0);
-    st_tls_unref(tls);
-    fx_client(client_hs_eof);
+    fx_serve(two_host_tls(), 0, NULL, NULL);
+    fx_client(client_hs_eof, NULL);
     run_until(one_accepted_and_closed);
     fx_stop();
     assert_int_equal(F.closed, 1);
@@ -840,15 +827,13 @@ static void tls_reload(void **state)
     struct st_tls *tls = NULL;
     char *err = NULL;
     assert_int_equal(st_tls_new(only_b, 1, &tls, &err), 0);
-    fx_start(tls, 0);
-    st_tls_unref(tls);
+    fx_serve(tls, 0, NULL, record_tls);
     struct st_tls *two = two_host_tls();
     st_listener_set_tls(F.l, two);
     st_tls_unref(two);
-    F.on_read = record_tls;
     g_cl_sni = NULL;
     g_cl_maxv = 0;
-    fx_client(client_direct);
+    fx_client(client_direct, NULL);
     fx_stop();
     assert_true(F.c_ok);
     assert_string_equal(F.c_san, "a.example");
@@ -917,17 +902,13 @@ static void client_pause(void *arg)
     int fd = cl_connect(F.port);
     F.c_ok = cl_send(fd, "a") == 0 && cl_expect(fd, "a", buf, sizeof buf) == 0 &&
              cl_send(fd, "b") == 0 && cl_expect(fd, "b", buf, sizeof buf) == 0;
-    close(fd);
-    client_finish();
+    cl_finish(fd, NULL, NULL, false);
 }
 
 static void pause_resume(void **state)
 {
     (void)state;
-    fx_start(NULL, 0);
-    F.on_read = pause_read;
-    fx_client(client_pause);
-    fx_stop();
+    fx_run(NULL, 0, NULL, pause_read, client_pause);
     assert_true(F.c_ok);
     assert_int_equal(F.wr_rc[0], 1);
     assert_true(F.read_calls >= 2);
