@@ -504,27 +504,19 @@ static void on_read(struct st_conn *conn, const char *data, size_t len)
     st_xml_parser_feed(c->parser, data, len);
 }
 
-static void timer_closed(uv_handle_t *h)
+static void timer_closed(void *owner)
 {
-    struct c2s *c = h->data;
-    st_free(h);
-    c->timer = NULL;
-    c->timer_closing = false;
-    c2s_maybe_free(c);
+    c2s_maybe_free(owner);
 }
 
 void st_c2s_stop_timer(struct c2s *c)
 {
-    if (c->timer && !c->timer_closing) {
-        uv_timer_stop(c->timer);
-        c->timer_closing = true;
-        uv_close((uv_handle_t *)c->timer, timer_closed);
-    }
+    st_stream_timer_close(&c->timer);
 }
 
 static void c2s_maybe_free(struct c2s *c)
 {
-    if (c->conn || c->pending || c->timer || c->io_live)
+    if (c->conn || c->pending || st_stream_timer_held(&c->timer) || c->io_live)
         return;
     if (c->io && c->io->destroy)
         c->io->destroy(c);
@@ -589,14 +581,7 @@ static void on_close_timeout(uv_timer_t *t)
 /* A closing stream whose peer stops reading would otherwise hold its output queue forever. */
 static void arm_close_timer(struct c2s *c)
 {
-    if (c->timer_closing)
-        return;
-    if (!c->timer) {
-        c->timer = st_malloc(sizeof *c->timer);
-        uv_timer_init(c->srv->loop, c->timer);
-        c->timer->data = c;
-    }
-    uv_timer_start(c->timer, on_close_timeout, CLOSE_TIMEOUT_MS, 0);
+    st_stream_timer_arm(&c->timer, c->srv->loop, CLOSE_TIMEOUT_MS, on_close_timeout);
 }
 
 static struct c2s *c2s_new(struct st_server *srv, struct st_conn *conn, bool secure,
@@ -608,10 +593,9 @@ static struct c2s *c2s_new(struct st_server *srv, struct st_conn *conn, bool sec
     st_session_init(&c->sess, srv, &c2s_ops, c);
     c->sess.secure = secure;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    c->timer = st_malloc(sizeof *c->timer);
-    uv_timer_init(srv->loop, c->timer);
-    c->timer->data = c;
-    uv_timer_start(c->timer, on_negotiation_timeout, srv->settings.c2s.negotiation_timeout, 0);
+    st_stream_timer_init(&c->timer, c, timer_closed);
+    st_stream_timer_arm(&c->timer, srv->loop, srv->settings.c2s.negotiation_timeout,
+                        on_negotiation_timeout);
     st_map_set(&srv->sessions_all, c->sess.id, &c->sess);
     if (srv->sessions_all.count > srv->sessions_peak)
         srv->sessions_peak = srv->sessions_all.count;

@@ -9,6 +9,7 @@
 #ifndef ST_TRANSPORT_C2S_H
 #define ST_TRANSPORT_C2S_H
 
+#include "event/stream_timer.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -44,8 +45,7 @@ struct c2s {
     struct st_server *srv;
     struct st_conn *conn;   /* NULL once the connection closed */
     struct st_xml_parser *parser;
-    uv_timer_t *timer;      /* negotiation deadline; freed once bound */
-    bool timer_closing;
+    struct st_stream_timer timer; /* negotiation deadline, then the close deadline */
     char stream_id[33];     /* id of the stream we opened last (new on every restart) */
     bool header_sent;
     bool stream_open;

@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/rand.h"
+#include "event/stream_timer.h"
 #include "net/conn.h"
 #include "starling/module.h"
 #include "xml/parser.h"
@@ -46,8 +47,7 @@ struct comp {
     struct st_server *srv;
     struct st_conn *conn; /* NULL once the connection closed */
     struct st_xml_parser *parser;
-    uv_timer_t *timer;    /* negotiation deadline, then the close deadline */
-    bool timer_closing;
+    struct st_stream_timer timer; /* negotiation deadline, then the close deadline */
     char id[40];          /* our stream id, also the log context */
     char *domain;         /* the configured component domain named in the header */
     bool header_sent, stream_open, authenticated, linked, closing, aborted;
@@ -258,8 +258,7 @@ static void handle_handshake(struct comp *c, struct st_xml *x)
     }
     c->linked = true;
     c->authenticated = true;
-    if (c->timer && !c->timer_closing)
-        uv_timer_stop(c->timer); /* the negotiation deadline is met */
+    st_stream_timer_pause(&c->timer); /* the negotiation deadline is met */
     const struct st_limits *lim = &c->srv->settings.limits;
     struct st_xml_limits xl = {.max_stanza_bytes = lim->stanza_size,
                                .max_depth = (unsigned)lim->max_depth,
@@ -396,22 +395,9 @@ static void on_read(struct st_conn *conn, const char *data, size_t len)
         st_xml_parser_feed(c->parser, data, len);
 }
 
-static void timer_closed(uv_handle_t *h)
+static void timer_closed(void *owner)
 {
-    struct comp *c = h->data;
-    st_free(h);
-    c->timer = NULL;
-    c->timer_closing = false;
-    comp_maybe_free(c);
-}
-
-static void stop_timer(struct comp *c)
-{
-    if (c->timer && !c->timer_closing) {
-        uv_timer_stop(c->timer);
-        c->timer_closing = true;
-        uv_close((uv_handle_t *)c->timer, timer_closed);
-    }
+    comp_maybe_free(owner);
 }
 
 static void mgr_maybe_free(struct st_component_mgr *m)
@@ -425,7 +411,7 @@ static void mgr_maybe_free(struct st_component_mgr *m)
 
 static void comp_maybe_free(struct comp *c)
 {
-    if (c->conn || c->timer)
+    if (c->conn || st_stream_timer_held(&c->timer))
         return;
     struct st_component_mgr *m = c->mgr;
     for (struct comp **pp = &m->all; *pp; pp = &(*pp)->next) {
@@ -448,7 +434,7 @@ static void on_close(struct st_conn *conn, int err)
     c->conn = NULL;
     c->closing = true;
     unlink_comp(c);
-    stop_timer(c);
+    st_stream_timer_close(&c->timer);
     comp_maybe_free(c);
 }
 
@@ -473,14 +459,7 @@ static void on_close_timeout(uv_timer_t *t)
 
 static void arm_close_timer(struct comp *c)
 {
-    if (c->timer_closing)
-        return;
-    if (!c->timer) {
-        c->timer = st_malloc(sizeof *c->timer);
-        uv_timer_init(c->srv->loop, c->timer);
-        c->timer->data = c;
-    }
-    uv_timer_start(c->timer, on_close_timeout, CLOSE_TIMEOUT_MS, 0);
+    st_stream_timer_arm(&c->timer, c->srv->loop, CLOSE_TIMEOUT_MS, on_close_timeout);
 }
 
 static void on_accept(void *ud, struct st_conn *conn)
@@ -503,10 +482,9 @@ static void on_accept(void *ud, struct st_conn *conn)
                                .max_depth = (unsigned)l->max_depth,
                                .max_attrs = (unsigned)l->max_attributes};
     c->parser = st_xml_parser_new(&parser_cb, c, &xl);
-    c->timer = st_malloc(sizeof *c->timer);
-    uv_timer_init(srv->loop, c->timer);
-    c->timer->data = c;
-    uv_timer_start(c->timer, on_negotiation_timeout, srv->settings.c2s.negotiation_timeout, 0);
+    st_stream_timer_init(&c->timer, c, timer_closed);
+    st_stream_timer_arm(&c->timer, srv->loop, srv->settings.c2s.negotiation_timeout,
+                        on_negotiation_timeout);
     c->next = m->all;
     m->all = c;
     st_log_info(c->id, "component connection from %s", st_conn_peer(conn));

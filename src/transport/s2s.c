@@ -34,10 +34,13 @@
 
 /* ---- streams ---- */
 
+static void timer_closed(void *s);
+
 struct s2s *st_s2s__new_stream(struct st_s2s *m, bool out)
 {
     struct s2s *s = ST_NEW(struct s2s);
     s->m = m;
+    st_stream_timer_init(&s->timer, s, timer_closed);
     s->out = out;
     s->qtail = &s->qhead;
     s->next = m->all;
@@ -51,9 +54,15 @@ struct s2s *st_s2s__new_stream(struct st_s2s *m, bool out)
 
 static void manager_maybe_free(struct st_s2s *m);
 
+/* The stream's timer handle is gone (stream_timer.h). */
+static void timer_closed(void *s)
+{
+    st_s2s__maybe_free(s);
+}
+
 void st_s2s__maybe_free(struct s2s *s)
 {
-    if (s->conn || s->timer || s->creq)
+    if (s->conn || st_stream_timer_held(&s->timer) || s->creq)
         return;
     struct st_s2s *m = s->m;
     if (s->dreq) {
@@ -233,40 +242,19 @@ static void on_close_timeout(uv_timer_t *t)
     }
 }
 
-static void timer_closed(uv_handle_t *h)
-{
-    struct s2s *s = h->data;
-    st_free(h);
-    s->timer = NULL;
-    s->timer_closing = false;
-    st_s2s__maybe_free(s);
-}
-
 void st_s2s__arm_timer(struct s2s *s, uint64_t ms, uv_timer_cb cb)
 {
-    if (s->timer_closing)
-        return;
-    if (!s->timer) {
-        s->timer = st_malloc(sizeof *s->timer);
-        uv_timer_init(s->m->srv->loop, s->timer);
-        s->timer->data = s;
-    }
-    uv_timer_start(s->timer, cb, ms, 0);
+    st_stream_timer_arm(&s->timer, s->m->srv->loop, ms, cb);
 }
 
 void st_s2s__stop_timer(struct s2s *s)
 {
-    if (s->timer && !s->timer_closing) {
-        uv_timer_stop(s->timer);
-        s->timer_closing = true;
-        uv_close((uv_handle_t *)s->timer, timer_closed);
-    }
+    st_stream_timer_close(&s->timer);
 }
 
 void st_s2s__pause_timer(struct s2s *s)
 {
-    if (s->timer && !s->timer_closing)
-        uv_timer_stop(s->timer);
+    st_stream_timer_pause(&s->timer);
 }
 
 void st_s2s__close(struct s2s *s, const char *cond, const char *text)

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "base/map.h"
+#include "event/stream_timer.h"
 #include "net/dns.h"
 
 struct st_server;
@@ -97,8 +98,7 @@ struct s2s {
     char name[300];        /* log context */
     struct st_conn *conn;  /* NULL before connect / after close */
     struct st_xml_parser *parser;
-    uv_timer_t *timer;     /* negotiation deadline, then close deadline */
-    bool timer_closing;
+    struct st_stream_timer timer; /* negotiation deadline, then close deadline */
     char *local, *remote;  /* out: our / the peer's domain; in: header 'to' / 'from' */
     char id[40];           /* in: our stream id; out: the peer's */
     enum s2s_state state;
