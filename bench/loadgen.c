@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -147,9 +148,17 @@ static void note_error(struct sess *s, enum err_kind k, const char *detail, size
             [S_FEAT2] = "features-after-tls", [S_SASL] = "sasl",
             [S_FEAT3] = "features-after-sasl", [S_BIND] = "bind",
             [S_RAW_HELLO] = "raw-hello", [S_READY] = "ready", [S_DEAD] = "dead"};
-        snprintf(G.first_error, sizeof G.first_error, "%s (session %ld, in %s): %.*s",
+        /* Where the bytes stood, to tell a client that never sent from a server that
+         * never answered. */
+        struct sockaddr_in me = {0};
+        socklen_t ml = sizeof me;
+        if (!s || s->fd < 0 || getsockname(s->fd, (struct sockaddr *)&me, &ml) != 0)
+            me.sin_port = 0;
+        snprintf(G.first_error, sizeof G.first_error,
+                 "%s (session %ld, in %s, port %u, unsent %zu, unread %zu): %.*s",
                  err_names[k], s ? (long)(s - G.s) + (long)G.o.first : -1L,
-                 s ? states[s->st] : "-", n, detail ? detail : "");
+                 s ? states[s->st] : "-", (unsigned)ntohs(me.sin_port), s ? s->out.len : 0,
+                 s ? s->in.len : 0, n, detail ? detail : "");
     }
 }
 
@@ -760,6 +769,11 @@ static void on_readable(struct sess *s)
             return;
         }
         process(s);
+        /* <proceed/> just started the handshake: an SSL_read here would finish it behind
+         * tls_step's back and the stream header would never be queued; the next event
+         * drives it. */
+        if (s->st == S_TLSHS)
+            break;
         if ((size_t)n < sizeof chunk && !s->ssl)
             break;
     }
@@ -881,7 +895,8 @@ static bool all_logged_in(void)
 
 /* ---- salted-password cache file: "ACCOUNT SALT_B64 ITERATIONS HEXKEY" per line ---- */
 
-static void cache_load(const char *path)
+/* only_missing: fill only accounts this process has no key for (the merge on save). */
+static void cache_load(const char *path, bool only_missing)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -894,6 +909,8 @@ static void cache_load(const char *path)
             acct >= G.o.accounts)
             continue;
         struct st_bench_salted *c = &G.cache[acct];
+        if (only_missing && c->valid)
+            continue;
         size_t hl = strlen(hex);
         if (hl % 2 || hl / 2 > sizeof c->key)
             continue;
@@ -910,13 +927,26 @@ static void cache_load(const char *path)
     fclose(f);
 }
 
+/* Several load generators (the idle scenario splits its sessions over processes) save the
+ * same file: under a lock, each merges what the others wrote since it loaded and writes
+ * its own temporary file, so no line is ever interleaved with another process's. */
 static void cache_save(const char *path)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    char tmp[4096], lock[4096];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
+        if (lfd >= 0)
+            close(lfd);
         return;
+    }
+    cache_load(path, true);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        close(lfd);
+        return;
+    }
     size_t kl = G.o.mech == ST_BENCH_SCRAM_SHA256 ? 32 : 20;
     for (unsigned a = 0; a < G.o.accounts; a++) {
         const struct st_bench_salted *c = &G.cache[a];
@@ -929,6 +959,9 @@ static void cache_save(const char *path)
     }
     if (fclose(f) == 0)
         rename(tmp, path);
+    else
+        unlink(tmp);
+    close(lfd); /* releases the lock */
 }
 
 /* ---- command line and report ---- */
@@ -1160,7 +1193,7 @@ int main(int argc, char **argv)
     }
 
     if (G.o.scram_cache && G.o.mech != ST_BENCH_PLAIN)
-        cache_load(G.o.scram_cache);
+        cache_load(G.o.scram_cache, false);
     struct st_bench_proc p0, p_ready, pm0 = {0}, pm1;
     st_bench_proc_sample(G.o.server_pid, &p0);
     G.t_login_start = st_bench_now_ns();

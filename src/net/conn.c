@@ -18,6 +18,7 @@
 #include "base/mem.h"
 #include "net/tls.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -325,6 +326,7 @@ static void tls_feed(struct st_conn *c, const char *data, size_t len)
     while (!c->closing && !c->uv_closing) {
         int r = SSL_read(c->ssl, c->l->pbuf, sizeof c->l->pbuf);
         if (r > 0) {
+            c->rx_plain += (uint32_t)r;
             if (c->h && c->h->on_read)
                 c->h->on_read(c, c->l->pbuf, (size_t)r);
             continue;
@@ -369,6 +371,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->closing)
         return;
+    c->rx_bytes += (uint32_t)nread;
     if (c->ssl)
         tls_feed(c, buf->base, (size_t)nread);
     else if (c->h && c->h->on_read)
@@ -573,15 +576,22 @@ void st_conn_resume(struct st_conn *c)
 
 void st_conn_describe(const struct st_conn *c, char *out, size_t n)
 {
-    snprintf(out, n, "tls=%s reading=%u paused=%u writing=%u out=%zu inflight=%zu hold=%zu",
+    snprintf(out, n,
+             "tls=%s reading=%u paused=%u writing=%u out=%zu inflight=%zu hold=%zu read=%" PRIu32
+             " tls_plaintext=%" PRIu32 " tls_buffered=%d",
              !c->ssl ? "none" : c->hs_done ? "up" : "handshaking", (unsigned)c->reading,
              (unsigned)c->paused, (unsigned)c->writing, c->out.len, c->inflight.len,
-             c->hold.len);
+             c->hold.len, c->rx_bytes, c->rx_plain, c->ssl ? SSL_has_pending(c->ssl) : 0);
 }
 
 const char *st_conn_peer(const struct st_conn *c)
 {
     return c->peer;
+}
+
+unsigned st_conn_peer_port(const struct st_conn *c)
+{
+    return c->peer_port;
 }
 
 int st_conn_local_port(const struct st_conn *c)

@@ -96,6 +96,9 @@ void st_conn_resume(struct st_conn *c);
 
 /* The peer's address as text ("127.0.0.1", "::1"); borrowed. */
 const char *st_conn_peer(const struct st_conn *c);
+/* The peer's TCP port (0 if unknown): logged so a connection can be matched with the
+ * client's or a firewall's records. */
+unsigned st_conn_peer_port(const struct st_conn *c);
 /* Writes a one-line summary of the connection's I/O state (TLS, reading, paused, queued
  * output) into out, for diagnosing a stream that stopped making progress. */
 void st_conn_describe(const struct st_conn *c, char *out, size_t n);

@@ -54,7 +54,10 @@ struct st_conn {
     size_t in_len;
     struct st_conn *dnext, *dprev; /* l->dirty list */
     int close_err;
+    uint32_t rx_bytes;          /* read from the socket, mod 2^32 (diagnostics only) */
+    uint32_t rx_plain;          /* of which TLS plaintext handed to h->on_read, mod 2^32 */
     uint16_t local_port;
+    uint16_t peer_port;
     unsigned writing : 1;      /* wreq in flight */
     unsigned dirty : 1;        /* on l->dirty */
     unsigned closing : 1;      /* st_conn_close: flush, then shut down */

@@ -560,7 +560,7 @@ static void on_negotiation_timeout(uv_timer_t *t)
     struct c2s *c = t->data;
     /* Why the detail: a client that stalls mid-negotiation is either slow or stuck, and
      * which one (and where) is not visible from the stream error alone. */
-    char io[160] = "no connection";
+    char io[256] = "no connection";
     if (c->conn)
         st_conn_describe(c->conn, io, sizeof io);
     st_log_info(c->sess.id, "negotiation deadline passed: stream %s, %s, %u job(s) pending; %s",
@@ -619,8 +619,8 @@ void st_c2s_accept(void *ud, struct st_conn *conn)
         .max_attrs = (unsigned)l->max_attributes,
     };
     c->parser = st_xml_parser_new(&parser_cb, c, &xl);
-    st_log_info(c->sess.id, "connection from %s%s", st_conn_peer(conn),
-                c->sess.secure ? " (direct TLS)" : "");
+    st_log_info(c->sess.id, "connection from %s port %u%s", st_conn_peer(conn),
+                st_conn_peer_port(conn), c->sess.secure ? " (direct TLS)" : "");
 }
 
 void st_c2s_accept_data(struct st_server *srv, struct st_conn *conn, const char *data,
