@@ -61,7 +61,8 @@ static unsigned cb_types(struct c2s *c, bool all)
 
 static bool plain_allowed(struct c2s *c)
 {
-    return c->srv->settings.c2s.allow_plain && c->sess.secure;
+    const struct st_c2s_settings *cs = &c->srv->settings.c2s;
+    return cs->allow_plain && (c->sess.secure || cs->allow_plain_unencrypted);
 }
 
 void st_c2s_sasl_features(struct c2s *c, struct st_xml *f)
@@ -453,7 +454,7 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
         if (len < 0)
             goto out;
         if (strcmp(mech, "PLAIN") == 0) {
-            if (!c->sess.secure) {
+            if (!c->sess.secure && !c->srv->settings.c2s.allow_plain_unencrypted) {
                 st_c2s_sasl_failure(c, "encryption-required", NULL);
                 goto out;
             }

@@ -291,6 +291,14 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- reload ---- */
 
+/* Said at every (re)load because it is a choice an operator should see in the log. */
+static void warn_insecure_settings(const struct st_settings *s)
+{
+    if (s->c2s.allow_plain && s->c2s.allow_plain_unencrypted)
+        st_log_warn("server", "c2s.allow_plain_unencrypted is on: clients may send passwords "
+                              "in the clear on streams without TLS");
+}
+
 void st_server_reload(struct st_server *srv)
 {
     struct st_settings fresh;
@@ -314,6 +322,7 @@ void st_server_reload(struct st_server *srv)
     /* Listeners, storage and modules keep running; limits, hosts, logging and certificates
      * take effect for new streams (and new stanzas where they are read per stanza). */
     st_log_set_level((enum st_log_level)fresh.log_level);
+    warn_insecure_settings(&fresh);
     struct st_settings old = srv->settings;
     srv->settings = fresh;
     st_s2s_reload(srv);                 /* copies what it needs from the fresh document */
@@ -402,6 +411,7 @@ int st_server_run(const char *config_path)
     st_log_set_level((enum st_log_level)srv->settings.log_level);
     st_log_info("server", "Starling %s starting%s%s", ST_VERSION, config_path ? " with " : "",
                 config_path ? config_path : " with embedded defaults");
+    warn_insecure_settings(&srv->settings);
     if (mkdir_p(srv->settings.data_dir, 0700) != 0) {
         st_log_error("server", "cannot create data directory %s: %s", srv->settings.data_dir,
                      strerror(errno));

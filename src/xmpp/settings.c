@@ -61,7 +61,11 @@ static const struct st_option c2s_options[] = {
     OPT("max_resources", ST_OPT_INT, struct st_c2s_settings, max_resources, "10", 1, 1000,
         "simultaneous resources per account (RFC 6120 §7.6.2.1)"),
     OPT("allow_plain", ST_OPT_BOOL, struct st_c2s_settings, allow_plain, "true", 0, 0,
-        "offer SASL PLAIN, only ever over TLS (RFC 4616)"),
+        "offer SASL PLAIN, over TLS only unless allow_plain_unencrypted (RFC 4616)"),
+    OPT("allow_plain_unencrypted", ST_OPT_BOOL, struct st_c2s_settings, allow_plain_unencrypted,
+        "false", 0, 0,
+        "also offer PLAIN on unencrypted streams: passwords cross the wire in the clear, so only "
+        "behind a TLS-terminating proxy or on loopback"),
     OPT("scram_iterations", ST_OPT_INT, struct st_c2s_settings, scram_iterations, "4096", 4096,
         10000000, "PBKDF2 iterations for newly stored SCRAM credentials (RFC 7677)"),
     ST_OPT_END,

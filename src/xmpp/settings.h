@@ -34,6 +34,7 @@ struct st_c2s_settings {
     int64_t connections_per_ip;    /* simultaneous (default 32) */
     int64_t max_resources;         /* per account (default 10) */
     bool allow_plain;              /* SASL PLAIN over TLS (default true) */
+    bool allow_plain_unencrypted;  /* ...and without TLS (default false) */
     int64_t scram_iterations;      /* for new passwords (default 4096, min 4096) */
 };
 

@@ -156,6 +156,35 @@ def test_tls_optional_plain_refused(plain_server, clients):
     assert conds & {"encryption-required", "invalid-mechanism"}, tostr(resp)
 
 
+@pytest.fixture(scope="module")
+def cleartext_plain_server(make_server):
+    """TLS optional and PLAIN allowed without it (a TLS-terminating proxy in front)."""
+    return make_server({"c2s": {"require_encryption": False, "allow_plain_unencrypted": True}},
+                       name="cleartext_plain")
+
+
+def test_plain_unencrypted_when_allowed(cleartext_plain_server, clients):
+    """c2s.allow_plain_unencrypted: PLAIN is offered and works before TLS, and the operator
+    is warned in the log that passwords may cross the wire in the clear."""
+    srv = cleartext_plain_server
+    c = clients.connect(srv)
+    c.open_stream()
+    assert "PLAIN" in c.mechanisms()
+    resp = c.auth_plain("alice", srv.users["alice@localhost"])
+    assert resp.tag == q(NS_SASL, "success"), tostr(resp)
+    assert "allow_plain_unencrypted is on" in srv.log_text()
+    assert srv.users["alice@localhost"] not in srv.log_text()
+
+
+def test_plain_unencrypted_wrong_password(cleartext_plain_server, clients):
+    """RFC 6120 §6.5.10: a wrong PLAIN password without TLS still gets <not-authorized/>."""
+    c = clients.connect(cleartext_plain_server)
+    c.open_stream()
+    resp = c.auth_plain("alice", "not-her-password")
+    assert resp.tag == q(NS_SASL, "failure"), tostr(resp)
+    assert resp.find(q(NS_SASL, "not-authorized")) is not None, tostr(resp)
+
+
 def test_tls_optional_scram_without_tls(plain_server, clients):
     """RFC 6120 §6: with TLS optional, SCRAM works on a plaintext stream."""
     c = clients.connect(plain_server)

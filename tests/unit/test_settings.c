@@ -75,6 +75,7 @@ static void assert_defaults_except_hosts(const struct st_settings *s)
     assert_int_equal(s->c2s.connections_per_ip, 32);
     assert_int_equal(s->c2s.max_resources, 10);
     assert_true(s->c2s.allow_plain);
+    assert_false(s->c2s.allow_plain_unencrypted); /* passwords in the clear only by choice */
     assert_int_equal(s->c2s.scram_iterations, 4096);
     assert_int_equal(s->limits.stanza_size, 256 * 1024);
     assert_int_equal(s->limits.stanza_size_preauth, 8 * 1024);
