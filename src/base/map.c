@@ -66,6 +66,8 @@ static struct st_map_entry **find(const struct st_map *m, const char *key, size_
 
 void *st_map_get(const struct st_map *m, const char *key)
 {
+    if (!m->count)
+        return NULL; /* no hashing for the many maps that are usually empty */
     struct st_map_entry **pp = find(m, key, hash_str(key));
     return pp && *pp ? (*pp)->value : NULL;
 }

@@ -128,10 +128,9 @@ static bool candidate(const struct st_session *s)
 /* Delivers a message addressed to the bare JID per RFC 6121 §8.5.2.1.1 (headline: every
  * candidate; normal/chat: the highest-priority candidate(s) as delivery.bare_messages says).
  * Returns the number of sessions it was queued to. */
-static int deliver_bare_message(struct st_server *srv, const struct st_jid *to,
+static int deliver_bare_message(struct st_server *srv, struct st_session *first,
                                 struct st_xml *st)
 {
-    struct st_session *first = st_session_first(srv, to->domain, to->bare);
     int best = -1, n = 0;
     for (struct st_session *s = first; s; s = s->next_resource)
         if (candidate(s) && s->priority > best)
@@ -175,13 +174,14 @@ static void fire_offline(struct st_server *srv, struct st_session *origin, struc
  * exist. */
 static void message_to_account(struct st_server *srv, struct st_session *origin,
                                struct st_xml *st, const struct st_jid *from,
-                               const struct st_jid *to, bool full)
+                               const struct st_jid *to, bool full, struct st_session *first)
 {
     if (full) {
-        struct st_session *s = st_session_find_full(srv, to);
-        if (s) {
-            st_session_send(s, st); /* RFC 6121 §8.5.3.1 */
-            return;
+        for (struct st_session *s = first; s; s = s->next_resource) {
+            if (strcmp(s->jid.full, to->full) == 0) {
+                st_session_send(s, st); /* RFC 6121 §8.5.3.1 */
+                return;
+            }
         }
         /* RFC 6121 §8.5.3.2.1: no such resource. normal/chat are treated as if addressed
          * to the bare JID; groupchat gets an error; headline and error are ignored. */
@@ -196,7 +196,7 @@ static void message_to_account(struct st_server *srv, struct st_session *origin,
         send_error(srv, st, "cancel", "service-unavailable", NULL);
         return;
     }
-    int n = deliver_bare_message(srv, to, st);
+    int n = deliver_bare_message(srv, first, st);
     /* A headline that reaches nobody is ignored (§8.5.2.2.1); normal/chat go to offline
      * handling, also when the only available resources have negative priority. */
     if (n == 0 && is_normal_or_chat(st))
@@ -264,9 +264,11 @@ static void to_no_such_user(struct st_server *srv, enum kind k, struct st_xml *s
         send_error(srv, st, "cancel", "service-unavailable", NULL);
 }
 
+/* sessions: the recipient account's sessions when the caller has just looked them up
+ * (per message, the account table is the router's main cost), else NULL. */
 static void local_default(struct st_server *srv, struct st_session *origin, enum kind k,
                           struct st_xml *st, const struct st_jid *from, const struct st_jid *to,
-                          const char *cls, int exists)
+                          const char *cls, int exists, struct st_session *const *sessions)
 {
     if (exists == 0) {
         to_no_such_user(srv, k, st);
@@ -280,7 +282,8 @@ static void local_default(struct st_server *srv, struct st_session *origin, enum
         return;
     }
     if (k == K_MESSAGE)
-        message_to_account(srv, origin, st, from, to, strcmp(cls, "full") == 0);
+        message_to_account(srv, origin, st, from, to, strcmp(cls, "full") == 0,
+                           sessions ? *sessions : st_session_first(srv, to->domain, to->bare));
     else
         iq_default(srv, origin, st, from, to, cls);
 }
@@ -354,7 +357,7 @@ static void replay(struct st_server *srv, struct held *h, int exists)
     /* Both addresses parsed when the stanza was first routed. */
     if (st_jid_parse(st_xml_attr(h->stanza, "from"), &from) == 0 &&
         st_jid_parse(st_xml_attr(h->stanza, "to"), &to) == 0)
-        local_default(srv, origin, h->kind, h->stanza, &from, &to, h->cls, exists);
+        local_default(srv, origin, h->kind, h->stanza, &from, &to, h->cls, exists, NULL);
     st_jid_clear(&from);
     st_jid_clear(&to);
     st_jid_clear(&oj);
@@ -385,10 +388,11 @@ static void check_done(void *ud, int exists)
 }
 
 /* Decides whether a stanza to a local account must wait for (or join) an existence check.
- * Returns true when it was taken (held); false to apply the rules now. */
+ * Returns true when it was taken (held); false to apply the rules now, with *sessions set to
+ * the account's sessions when it looked them up and *looked_up true. */
 static bool maybe_check(struct st_server *srv, struct st_session *origin, enum kind k,
                         struct st_xml *st, const struct st_jid *from, const struct st_jid *to,
-                        const char *cls)
+                        const char *cls, struct st_session **sessions, bool *looked_up)
 {
     if (!st_xml_attr(st, "to"))
         return false; /* the account's own stanza (RFC 6120 §10.3) */
@@ -406,7 +410,9 @@ static bool maybe_check(struct st_server *srv, struct st_session *origin, enum k
         hold(c, origin, k, st, cls); /* keep the order behind the pending check */
         return true;
     }
-    if (st_session_first(srv, to->domain, to->bare))
+    *sessions = st_session_first(srv, to->domain, to->bare);
+    *looked_up = true;
+    if (*sessions)
         return false; /* a bound session proves the account exists */
     if (from->local && from->bare && strcmp(from->bare, to->bare) == 0)
         return false; /* the account's own stanza */
@@ -427,7 +433,7 @@ static bool maybe_check(struct st_server *srv, struct st_session *origin, enum k
         st_free(c->bare);
         st_free(c);
         state_release_if_idle(srv, rs);
-        local_default(srv, origin, k, st, from, to, cls, rc);
+        local_default(srv, origin, k, st, from, to, cls, rc, NULL);
         return true;
     }
     st_map_set(&rs->checks, c->bare, c);
@@ -536,8 +542,11 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
         } else if (k == K_PRESENCE) {
             default_presence(srv, st, &to, cls);
         } else if (account) {
-            if (!maybe_check(srv, origin, k, st, &from, &to, cls))
-                local_default(srv, origin, k, st, &from, &to, cls, 1);
+            struct st_session *sessions = NULL;
+            bool looked_up = false;
+            if (!maybe_check(srv, origin, k, st, &from, &to, cls, &sessions, &looked_up))
+                local_default(srv, origin, k, st, &from, &to, cls, 1,
+                              looked_up ? &sessions : NULL);
         } else if (k == K_MESSAGE) {
             default_message_host(srv, st);
         } else {
