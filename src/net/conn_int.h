@@ -58,6 +58,7 @@ struct st_conn {
     uint32_t rx_plain;          /* of which TLS plaintext handed to h->on_read, mod 2^32 */
     uint16_t local_port;
     uint16_t peer_port;
+    uint16_t out_hint;          /* bytes of the previous write: the next queue's first size */
     unsigned writing : 1;      /* wreq in flight */
     unsigned dirty : 1;        /* on l->dirty */
     unsigned closing : 1;      /* st_conn_close: flush, then shut down */
