@@ -84,9 +84,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
+/* Archive queries are built from which filters are present: one cached statement per shape
+ * (bit per filter, see archive_shape). Offline delivery runs one on every login. */
+#define ARCHIVE_SHAPES 256
+
 struct sq_db {
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
+    sqlite3_stmt *archive_stmts[ARCHIVE_SHAPES];
     bool in_batch; /* inside the front end's group-commit transaction */
 };
 
@@ -326,6 +331,8 @@ static void sq_close(void *db)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(d->stmts[i]);
+    for (int i = 0; i < ARCHIVE_SHAPES; i++)
+        sqlite3_finalize(d->archive_stmts[i]);
     if (d->db && sqlite3_close(d->db) != SQLITE_OK)
         st_log_error(LOGCTX, "sqlite close: %s", sqlite3_errmsg(d->db));
     st_free(d);
@@ -613,19 +620,26 @@ static int find_pos(struct sq_db *d, const char *h, const char *u, const char *s
     return ret;
 }
 
-static int select_rows(struct sq_db *d, const char *h, const char *u, const char *st,
-                       const struct st_archive_query *q, int del,
-                       struct st_archive_item **items, size_t *n, int *complete)
+static unsigned archive_shape(const struct st_archive_query *q, int del)
 {
-    int64_t a_id = 0, a_when = 0, b_id = 0, b_when = 0;
-    int rc = 0;
-    if (q->after)
-        rc = find_pos(d, h, u, st, q->after, &a_id, &a_when);
-    if (!rc && q->before)
-        rc = find_pos(d, h, u, st, q->before, &b_id, &b_when);
-    if (rc)
-        return rc;
+    return (q->with ? 1u : 0u) | (q->start ? 2u : 0u) | (q->end ? 4u : 0u) |
+           (q->after ? 8u : 0u) | (q->before ? 16u : 0u) | (q->max ? 32u : 0u) |
+           (del ? 64u : 0u) | (q->reverse ? 128u : 0u);
+}
 
+/* *out: the cached statement for the query's shape, reset and unbound (prepared on first
+ * use). Parameters are numbered the same in every shape (?4 'with' ... ?11 the limit). */
+static int archive_stmt(struct sq_db *d, const struct st_archive_query *q, int del,
+                        sqlite3_stmt **out)
+{
+    unsigned shape = archive_shape(q, del);
+    sqlite3_stmt *s = d->archive_stmts[shape];
+    if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        *out = s;
+        return 0;
+    }
     struct st_buf sql;
     st_buf_init(&sql, 2048);
     const char *dir = q->reverse ? "DESC" : "ASC";
@@ -649,12 +663,32 @@ static int select_rows(struct sq_db *d, const char *h, const char *u, const char
         st_buf_puts(&sql, " LIMIT ?11");
     if (del)
         st_buf_puts(&sql, ")");
-
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(d->db, sql.data, -1, &s, NULL);
+    int rc = sqlite3_prepare_v3(d->db, sql.data, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
     st_buf_free(&sql);
     if (rc != SQLITE_OK)
         return sq_error(d, rc, "archive prepare");
+    d->archive_stmts[shape] = s;
+    *out = s;
+    return 0;
+}
+
+static int select_rows(struct sq_db *d, const char *h, const char *u, const char *st,
+                       const struct st_archive_query *q, int del,
+                       struct st_archive_item **items, size_t *n, int *complete)
+{
+    int64_t a_id = 0, a_when = 0, b_id = 0, b_when = 0;
+    int rc = 0;
+    if (q->after)
+        rc = find_pos(d, h, u, st, q->after, &a_id, &a_when);
+    if (!rc && q->before)
+        rc = find_pos(d, h, u, st, q->before, &b_id, &b_when);
+    if (rc)
+        return rc;
+
+    sqlite3_stmt *s = NULL;
+    rc = archive_stmt(d, q, del, &s);
+    if (rc)
+        return rc;
     bind_hus(s, h, u, st);
     if (q->with)
         sqlite3_bind_text(s, 4, q->with, -1, SQLITE_STATIC);
@@ -677,8 +711,9 @@ static int select_rows(struct sq_db *d, const char *h, const char *u, const char
     }
     if (del) {
         rc = sqlite3_step(s);
-        sqlite3_finalize(s);
-        return rc == SQLITE_DONE ? 0 : sq_error(d, rc, "archive delete");
+        rc = rc == SQLITE_DONE ? 0 : sq_error(d, rc, "archive delete");
+        sqlite3_reset(s);
+        return rc;
     }
     size_t cap = 0, k = 0;
     struct st_archive_item *it = NULL;
@@ -695,11 +730,13 @@ static int select_rows(struct sq_db *d, const char *h, const char *u, const char
         it[k].data = column_copy(s, 3, &it[k].len);
         k++;
     }
-    sqlite3_finalize(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         st__storage_free_items(it, k);
-        return sq_error(d, rc, "archive query");
+        rc = sq_error(d, rc, "archive query");
+        sqlite3_reset(s);
+        return rc;
     }
+    sqlite3_reset(s);
     *items = it;
     *n = k;
     *complete = !more;
