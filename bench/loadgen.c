@@ -373,7 +373,6 @@ static void on_payload(struct sess *r, const char *p, size_t n)
 
 /* ---- negotiation ---- */
 
-
 /* CPU seconds this process has used: a login storm that keeps the generator's own core busy
  * measures the generator, not the server, and the report should say so. */
 static double own_cpu_s(void)

@@ -59,10 +59,16 @@ static unsigned cb_types(struct c2s *c, bool all)
     return m;
 }
 
+/* Whether this stream may carry PLAIN's cleartext password: encrypted, or the operator chose
+ * c2s.allow_plain_unencrypted. */
+static bool plain_transport_ok(const struct c2s *c)
+{
+    return c->sess.secure || c->srv->settings.c2s.allow_plain_unencrypted;
+}
+
 static bool plain_allowed(struct c2s *c)
 {
-    const struct st_c2s_settings *cs = &c->srv->settings.c2s;
-    return cs->allow_plain && (c->sess.secure || cs->allow_plain_unencrypted);
+    return c->srv->settings.c2s.allow_plain && plain_transport_ok(c);
 }
 
 void st_c2s_sasl_features(struct c2s *c, struct st_xml *f)
@@ -401,10 +407,9 @@ static void scram_step(struct c2s *c, const unsigned char *data, long len)
     st_free(out);
 }
 
-/* Decodes the base64 text of a SASL element. Returns length, -1 for bad encoding, -2 when
- * too large. "=" is an empty response (RFC 6120 §6.4.2). */
-/* Decodes the base64 payload of x into out. Returns its length, or -1 after answering the
- * client with a SASL failure (incorrect-encoding, or malformed-request when too long). */
+/* Decodes the base64 payload of x into out ("=" is an empty response, RFC 6120 §6.4.2).
+ * Returns its length, or -1 after answering the client with a SASL failure
+ * (incorrect-encoding, or malformed-request when too long). */
 static long decode_payload(struct c2s *c, const struct st_xml *x, unsigned char *out,
                            size_t max, bool *empty)
 {
@@ -454,7 +459,7 @@ void st_c2s_sasl_handle(struct c2s *c, struct st_xml *x)
         if (len < 0)
             goto out;
         if (strcmp(mech, "PLAIN") == 0) {
-            if (!c->sess.secure && !c->srv->settings.c2s.allow_plain_unencrypted) {
+            if (!plain_transport_ok(c)) {
                 st_c2s_sasl_failure(c, "encryption-required", NULL);
                 goto out;
             }

@@ -264,11 +264,12 @@ static void to_no_such_user(struct st_server *srv, enum kind k, struct st_xml *s
         send_error(srv, st, "cancel", "service-unavailable", NULL);
 }
 
-/* sessions: the recipient account's sessions when the caller has just looked them up
- * (per message, the account table is the router's main cost), else NULL. */
+/* sessions: the recipient account's bound sessions (st_session_first), looked up once by the
+ * caller because per message the account table is the router's main cost; read only when
+ * exists > 0. */
 static void local_default(struct st_server *srv, struct st_session *origin, enum kind k,
                           struct st_xml *st, const struct st_jid *from, const struct st_jid *to,
-                          const char *cls, int exists, struct st_session *const *sessions)
+                          const char *cls, int exists, struct st_session *sessions)
 {
     if (exists == 0) {
         to_no_such_user(srv, k, st);
@@ -283,7 +284,7 @@ static void local_default(struct st_server *srv, struct st_session *origin, enum
     }
     if (k == K_MESSAGE)
         message_to_account(srv, origin, st, from, to, strcmp(cls, "full") == 0,
-                           sessions ? *sessions : st_session_first(srv, to->domain, to->bare));
+                           sessions);
     else
         iq_default(srv, origin, st, from, to, cls);
 }
@@ -357,7 +358,8 @@ static void replay(struct st_server *srv, struct held *h, int exists)
     /* Both addresses parsed when the stanza was first routed. */
     if (st_jid_parse(st_xml_attr(h->stanza, "from"), &from) == 0 &&
         st_jid_parse(st_xml_attr(h->stanza, "to"), &to) == 0)
-        local_default(srv, origin, h->kind, h->stanza, &from, &to, h->cls, exists, NULL);
+        local_default(srv, origin, h->kind, h->stanza, &from, &to, h->cls, exists,
+                      st_session_first(srv, to.domain, to.bare));
     st_jid_clear(&from);
     st_jid_clear(&to);
     st_jid_clear(&oj);
@@ -388,11 +390,11 @@ static void check_done(void *ud, int exists)
 }
 
 /* Decides whether a stanza to a local account must wait for (or join) an existence check.
- * Returns true when it was taken (held); false to apply the rules now, with *sessions set to
- * the account's sessions when it looked them up and *looked_up true. */
+ * sessions: the account's bound sessions. Returns true when it was taken (held); false to
+ * apply the rules now. */
 static bool maybe_check(struct st_server *srv, struct st_session *origin, enum kind k,
                         struct st_xml *st, const struct st_jid *from, const struct st_jid *to,
-                        const char *cls, struct st_session **sessions, bool *looked_up)
+                        const char *cls, struct st_session *sessions)
 {
     if (!st_xml_attr(st, "to"))
         return false; /* the account's own stanza (RFC 6120 §10.3) */
@@ -410,9 +412,7 @@ static bool maybe_check(struct st_server *srv, struct st_session *origin, enum k
         hold(c, origin, k, st, cls); /* keep the order behind the pending check */
         return true;
     }
-    *sessions = st_session_first(srv, to->domain, to->bare);
-    *looked_up = true;
-    if (*sessions)
+    if (sessions)
         return false; /* a bound session proves the account exists */
     if (from->local && from->bare && strcmp(from->bare, to->bare) == 0)
         return false; /* the account's own stanza */
@@ -542,11 +542,9 @@ int st_route(struct st_server *srv, struct st_session *origin, struct st_xml *st
         } else if (k == K_PRESENCE) {
             default_presence(srv, st, &to, cls);
         } else if (account) {
-            struct st_session *sessions = NULL;
-            bool looked_up = false;
-            if (!maybe_check(srv, origin, k, st, &from, &to, cls, &sessions, &looked_up))
-                local_default(srv, origin, k, st, &from, &to, cls, 1,
-                              looked_up ? &sessions : NULL);
+            struct st_session *sessions = st_session_first(srv, to.domain, to.bare);
+            if (!maybe_check(srv, origin, k, st, &from, &to, cls, sessions))
+                local_default(srv, origin, k, st, &from, &to, cls, 1, sessions);
         } else if (k == K_MESSAGE) {
             default_message_host(srv, st);
         } else {
